@@ -1,0 +1,106 @@
+//! The [`Connector`] trait and the types it speaks in.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use serde::de::DeserializeOwned;
+
+use crate::{ConnectorError, OptionError};
+
+/// One remote namespace (a PostgreSQL schema, a Mongo database, a directory) and the relations
+/// it holds, as a connector discovered them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    /// The namespace's name in the store, exactly as the store spells it.
+    pub name: String,
+    /// The relations of the namespace, exactly as the store spells them.
+    pub tables: Vec<String>,
+}
+
+/// A relation of a store: its namespace and its name, as the store spells them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableRef {
+    /// The namespace the relation lives in.
+    pub namespace: String,
+    /// The relation's own name.
+    pub name: String,
+}
+
+impl TableRef {
+    /// The relation `name` of `namespace`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.namespace, self.name)
+    }
+}
+
+/// A store, seen from polygate: something that lists relations and scans them.
+///
+/// A connector is created once per source configuration and shared by every session; it must be
+/// cheap to call concurrently. It may not be able to reach its store when it is created: the
+/// catalog calls [`Connector::discover`] to find out, and again later to retry.
+#[async_trait]
+pub trait Connector: Debug + Send + Sync {
+    /// The `kind` of catalog.toml this connector serves (`files`, `postgres`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Reaches the store and lists its namespaces and their relations.
+    ///
+    /// The first namespace is the source's default: its relations are addressed by their short
+    /// names (`source.table`). A connector whose store is unreachable returns
+    /// [`ConnectorError::Unavailable`].
+    async fn discover(&self) -> Result<Vec<Namespace>, ConnectorError>;
+
+    /// Builds the DataFusion table provider that scans `table`.
+    ///
+    /// Its `schema()` is the relation's Arrow schema as polygate presents it.
+    async fn table_provider(
+        &self,
+        table: &TableRef,
+    ) -> Result<Arc<dyn TableProvider>, ConnectorError>;
+
+    /// Describes `table` as an Arrow schema.
+    async fn describe(&self, table: &TableRef) -> Result<SchemaRef, ConnectorError> {
+        Ok(self.table_provider(table).await?.schema())
+    }
+}
+
+/// What a connector may know of the catalog that declares it.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// The source's name: its key in `[sources.NAME]`.
+    pub name: String,
+    /// The directory of the catalog file, against which relative paths resolve.
+    pub base_dir: PathBuf,
+}
+
+/// Builds connectors of one kind from their catalog.toml options.
+pub trait ConnectorFactory: Send + Sync {
+    /// The options of a `[sources.NAME]` table of this kind, without the `kind` key.
+    ///
+    /// The catalog deserializes them; a factory should use `#[serde(deny_unknown_fields)]` so
+    /// that a misspelt key is an error, not a silently ignored setting.
+    type Options: DeserializeOwned;
+
+    /// The value of `kind` this factory serves.
+    const KIND: &'static str;
+
+    /// Validates `options` and creates the connector. Does no IO that can fail on an
+    /// unreachable store: reaching the store is [`Connector::discover`]'s job.
+    fn create(
+        context: &SourceContext,
+        options: Self::Options,
+    ) -> Result<Arc<dyn Connector>, OptionError>;
+}

@@ -1,0 +1,13 @@
+//! The contract between polygate and the stores it reads.
+//!
+//! A store plugs into polygate by implementing [`Connector`] (discover what the store holds,
+//! describe a relation as an Arrow schema, build a DataFusion `TableProvider` for it) and
+//! [`ConnectorFactory`] (turn the options of one `[sources.NAME]` table of catalog.toml into a
+//! connector). Nothing in this crate knows about catalog.toml's syntax, the PostgreSQL wire
+//! protocol or any particular store.
+
+mod connector;
+mod error;
+
+pub use connector::{Connector, ConnectorFactory, Namespace, SourceContext, TableRef};
+pub use error::{ConnectorError, OptionError, SourceError};
