@@ -1,0 +1,223 @@
+//! The `postgres` connector: tables, views, materialized views and foreign tables of
+//! PostgreSQL schemas as relations.
+//!
+//! This is the connector's first stage: discovery, type mapping, and streamed scans that read
+//! only the columns a query needs. Values travel as query parameters or quoted identifiers,
+//! never spliced text, and every remote session is read-only with UTC as its time zone.
+
+mod options;
+mod scan;
+mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use polygate_connector_core::{
+    Connector, ConnectorError, ConnectorFactory, Namespace, OptionError, SourceContext, TableRef,
+};
+use tokio_postgres::{Client, NoTls};
+
+pub use options::PostgresOptions;
+
+use scan::PostgresTable;
+use types::PgColumn;
+
+/// Builds [`PostgresConnector`]s from `kind = "postgres"` sources.
+pub struct PostgresConnectorFactory;
+
+impl ConnectorFactory for PostgresConnectorFactory {
+    type Options = PostgresOptions;
+    const KIND: &'static str = "postgres";
+
+    fn create(
+        context: &SourceContext,
+        options: PostgresOptions,
+    ) -> Result<Arc<dyn Connector>, OptionError> {
+        Ok(Arc::new(PostgresConnector::new(context, options)?))
+    }
+}
+
+/// Reads one PostgreSQL database.
+#[derive(Debug)]
+pub struct PostgresConnector {
+    source: String,
+    config: tokio_postgres::Config,
+    schemas: Vec<String>,
+    connect_timeout: Duration,
+}
+
+impl PostgresConnector {
+    /// Validates `options` for the source described by `context`.
+    pub fn new(context: &SourceContext, options: PostgresOptions) -> Result<Self, OptionError> {
+        let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| {
+            OptionError::new("url", format!("not a PostgreSQL connection URL: {e}"))
+        })?;
+        let connect_timeout = Duration::from_secs(options.connect_timeout_secs);
+        // Read-only and UTC for every remote session, whatever the server's defaults are.
+        config
+            .options("-c default_transaction_read_only=on -c TimeZone=UTC")
+            .application_name("polygate")
+            .connect_timeout(connect_timeout);
+        if options.schemas.is_empty() {
+            return Err(OptionError::new("schemas", "must name at least one schema"));
+        }
+        Ok(Self {
+            source: context.name.clone(),
+            config,
+            schemas: options.schemas,
+            connect_timeout,
+        })
+    }
+
+    /// Opens a session, driving its connection in the background.
+    pub(crate) async fn connect(&self) -> Result<Client, ConnectorError> {
+        connect(&self.config, self.connect_timeout).await
+    }
+
+    async fn columns(&self, table: &TableRef) -> Result<Vec<PgColumn>, ConnectorError> {
+        let client = self.connect().await?;
+        let rows = client
+            .query(
+                "SELECT a.attname, a.atttypid::int8, format_type(a.atttypid, a.atttypmod), a.attnotnull \
+                 FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum",
+                &[&table.namespace, &table.name],
+            )
+            .await
+            .map_err(|e| query_error(&e))?;
+        if rows.is_empty() {
+            return Err(ConnectorError::NotFound(format!(
+                "{}.{}",
+                self.source, table
+            )));
+        }
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let column = PgColumn::new(
+                    row.get(0),
+                    row.get::<_, i64>(1) as u32,
+                    row.get(2),
+                    row.get(3),
+                );
+                if column.read_as_text() {
+                    tracing::info!(
+                        source = %self.source,
+                        "column {}.{} of type {} is read as text",
+                        table,
+                        column.name,
+                        column.type_name
+                    );
+                }
+                column
+            })
+            .collect())
+    }
+}
+
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    timeout: Duration,
+) -> Result<Client, ConnectorError> {
+    let connecting = config.connect(NoTls);
+    let (client, connection) = tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| {
+            ConnectorError::Unavailable(format!("no answer within {}s", timeout.as_secs()))
+        })?
+        .map_err(|e| ConnectorError::Unavailable(with_causes(&e)))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// An error with its chain of causes: tokio-postgres says "error connecting to server" and
+/// keeps the useful part ("connection refused") in its source.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+/// A failed query: the server is gone (unavailable) or refused it (an error of the data).
+pub(crate) fn query_error(error: &tokio_postgres::Error) -> ConnectorError {
+    if error.is_closed() || error.code().is_none() {
+        ConnectorError::Unavailable(with_causes(error))
+    } else {
+        let detail = error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+        ConnectorError::InvalidData(detail)
+    }
+}
+
+#[async_trait]
+impl Connector for PostgresConnector {
+    fn kind(&self) -> &'static str {
+        PostgresConnectorFactory::KIND
+    }
+
+    async fn discover(&self) -> Result<Vec<Namespace>, ConnectorError> {
+        let client = self.connect().await?;
+        let rows = client
+            .query(
+                "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY($1) \
+                 ORDER BY c.relname COLLATE \"C\"",
+                &[&self.schemas],
+            )
+            .await
+            .map_err(|e| query_error(&e))?;
+        Ok(self
+            .schemas
+            .iter()
+            .map(|schema| Namespace {
+                name: schema.clone(),
+                tables: rows
+                    .iter()
+                    .filter(|r| r.get::<_, &str>(0) == schema)
+                    .map(|r| r.get::<_, String>(1))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn table_provider(
+        &self,
+        table: &TableRef,
+    ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
+        let columns = self.columns(table).await?;
+        let schema: SchemaRef = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(PgColumn::arrow_field)
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Arc::new(PostgresTable::new(
+            self.source.clone(),
+            self.config.clone(),
+            self.connect_timeout,
+            table.clone(),
+            columns,
+            schema,
+        )))
+    }
+}

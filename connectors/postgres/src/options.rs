@@ -1,0 +1,25 @@
+//! The options of a `kind = "postgres"` source in catalog.toml.
+
+use serde::Deserialize;
+
+/// `[sources.NAME]` with `kind = "postgres"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresOptions {
+    /// A connection URL (`postgres://user:${PASSWORD}@host:5432/db`).
+    pub url: String,
+    /// The schemas to expose; the first is the source's default schema (default `["public"]`).
+    #[serde(default = "default_schemas")]
+    pub schemas: Vec<String>,
+    /// How long to wait for the server to accept a connection (default 5).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+fn default_schemas() -> Vec<String> {
+    vec!["public".to_owned()]
+}
+
+fn default_connect_timeout() -> u64 {
+    5
+}

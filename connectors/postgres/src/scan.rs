@@ -1,0 +1,188 @@
+//! Scanning a PostgreSQL relation: a table provider, and a partition that streams rows into
+//! Arrow batches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use futures::{StreamExt, TryStreamExt};
+use polygate_connector_core::{SourceError, TableRef};
+
+use crate::types::{PgColumn, quote_ident};
+
+/// A remote relation.
+#[derive(Debug)]
+pub(crate) struct PostgresTable {
+    source: String,
+    config: tokio_postgres::Config,
+    connect_timeout: Duration,
+    table: TableRef,
+    columns: Vec<PgColumn>,
+    schema: SchemaRef,
+}
+
+impl PostgresTable {
+    pub(crate) fn new(
+        source: String,
+        config: tokio_postgres::Config,
+        connect_timeout: Duration,
+        table: TableRef,
+        columns: Vec<PgColumn>,
+        schema: SchemaRef,
+    ) -> Self {
+        Self {
+            source,
+            config,
+            connect_timeout,
+            table,
+            columns,
+            schema,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for PostgresTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let indices: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.columns.len()).collect(),
+        };
+        let schema = Arc::new(self.schema.project(&indices)?);
+        let columns: Vec<PgColumn> = indices.iter().map(|&i| self.columns[i].clone()).collect();
+        // count(*) needs rows but no columns: select a constant per row.
+        let select_list = if columns.is_empty() {
+            "1".to_owned()
+        } else {
+            columns
+                .iter()
+                .map(PgColumn::select_expr)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut sql = format!(
+            "SELECT {select_list} FROM {}.{}",
+            quote_ident(&self.table.namespace),
+            quote_ident(&self.table.name)
+        );
+        if let Some(limit) = limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let partition = Arc::new(PostgresPartition {
+            config: self.config.clone(),
+            connect_timeout: self.connect_timeout,
+            source: self.source.clone(),
+            sql,
+            columns,
+            schema: Arc::clone(&schema),
+            batch_size: state.config().batch_size(),
+        });
+        Ok(Arc::new(StreamingTableExec::try_new(
+            schema,
+            vec![partition],
+            None,
+            [],
+            false,
+            limit,
+        )?))
+    }
+}
+
+/// One remote query, streamed.
+#[derive(Debug)]
+struct PostgresPartition {
+    config: tokio_postgres::Config,
+    connect_timeout: Duration,
+    source: String,
+    sql: String,
+    columns: Vec<PgColumn>,
+    schema: SchemaRef,
+    batch_size: usize,
+}
+
+impl PartitionStream for PostgresPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let config = self.config.clone();
+        let timeout = self.connect_timeout;
+        let sql = self.sql.clone();
+        let columns = self.columns.clone();
+        let schema = Arc::clone(&self.schema);
+        let batch_size = self.batch_size.max(1);
+        let source = self.source.clone();
+        let fail = move |e| SourceError::into_datafusion(source.clone(), e);
+        let fail_rows = fail.clone();
+        let batches = futures::stream::once(async move {
+            let client = crate::connect(&config, timeout).await.map_err(&fail)?;
+            let rows = client
+                .query_raw(sql.as_str(), std::iter::empty::<&str>())
+                .await
+                .map_err(|e| fail(crate::query_error(&e)))?;
+            // The client lives as long as the row stream: dropping the stream closes the
+            // connection, which ends the remote query.
+            let rows = rows.map(move |row| {
+                let _keep_alive = &client;
+                row
+            });
+            Ok::<_, DataFusionError>(rows)
+        })
+        .map_ok(move |rows| {
+            let columns = columns.clone();
+            let schema = Arc::clone(&schema);
+            let fail = fail_rows.clone();
+            rows.chunks(batch_size).map(move |chunk| {
+                let mut builders: Vec<_> = columns.iter().map(|c| c.builder(chunk.len())).collect();
+                let mut count = 0;
+                for row in chunk {
+                    let row = row.map_err(|e| fail(crate::query_error(&e)))?;
+                    for (i, builder) in builders.iter_mut().enumerate() {
+                        builder
+                            .append(&row, i)
+                            .map_err(|e| fail(crate::query_error(&e)))?;
+                    }
+                    count += 1;
+                }
+                let arrays = builders.iter_mut().map(|b| b.finish()).collect();
+                let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+                    .with_row_count(Some(count));
+                Ok(RecordBatch::try_new_with_options(
+                    Arc::clone(&schema),
+                    arrays,
+                    &options,
+                )?)
+            })
+        })
+        .try_flatten();
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        ))
+    }
+}
