@@ -1,0 +1,241 @@
+//! catalog.toml, read in two stages.
+//!
+//! Stage one ([`document`]) parses the text into a tree that remembers where every key and
+//! value stands, and expands `${VAR}` references inside string values. Stage two (this module)
+//! validates that tree into a typed [`CatalogConfig`]: known keys only, valid source names, a
+//! known `kind`, and options each connector accepts. Every error names the file, the line and the
+//! dotted key, so that one line of output tells the user what to fix.
+
+mod document;
+mod error;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polygate_connector_core::{Connector, ConnectorFactory, SourceContext};
+use polygate_connector_files::FilesConnectorFactory;
+use polygate_connector_postgres::PostgresConnectorFactory;
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+pub use error::{CatalogError, ConfigError};
+
+use document::Document;
+
+/// The address `polygate serve` listens on when neither the command line nor catalog.toml says.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:55432";
+
+/// The kinds of source this build of polygate can serve.
+pub const KINDS: &[&str] = &[FilesConnectorFactory::KIND, PostgresConnectorFactory::KIND];
+
+/// A validated catalog.toml.
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    /// The file this configuration was read from.
+    pub path: PathBuf,
+    /// The `[gateway]` table.
+    pub gateway: GatewayConfig,
+    /// The `[sources.NAME]` tables, in name order.
+    pub sources: Vec<SourceConfig>,
+}
+
+/// The `[gateway]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Where `polygate serve` accepts PostgreSQL clients.
+    pub listen: SocketAddr,
+}
+
+/// One `[sources.NAME]` table, with its connector created (but not yet connected).
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The source's name, which is also its SQL schema's name.
+    pub name: String,
+    /// Its `kind`.
+    pub kind: String,
+    /// The source table exactly as written (after `${VAR}` expansion), so that a reload can
+    /// tell whether a source changed.
+    pub fingerprint: String,
+    /// The connector serving it.
+    pub connector: Arc<dyn Connector>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    listen: Option<Spanned<String>>,
+}
+
+impl CatalogConfig {
+    /// Reads and validates the catalog file at `path`.
+    pub fn load(path: &Path) -> Result<Self, CatalogError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text).map_err(CatalogError::Config)
+    }
+
+    /// Validates `text` as the contents of the catalog file `path`.
+    ///
+    /// `path` locates relative paths and names the file in errors; it is not read.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let document = Document::parse(path, text)?;
+        let mut root = document.root().clone();
+        let mut gateway = None;
+        let mut sources = Vec::new();
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        for (key, value) in root.iter_mut() {
+            match key.get_ref().as_ref() {
+                "gateway" => gateway = Some(parse_gateway(&document, value)?),
+                "sources" => {
+                    let DeValue::Table(table) = value.get_mut() else {
+                        return Err(document.error(value.span(), "sources", "must be a table"));
+                    };
+                    for (name, source) in table.iter_mut() {
+                        sources.push(parse_source(&document, &base_dir, name, source)?);
+                    }
+                }
+                other => {
+                    return Err(document.error(
+                        key.span(),
+                        other,
+                        "unknown key, expected gateway or sources",
+                    ));
+                }
+            }
+        }
+        sources.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Self {
+            path: path.to_path_buf(),
+            gateway: gateway.unwrap_or_else(default_gateway),
+            sources,
+        })
+    }
+}
+
+fn default_gateway() -> GatewayConfig {
+    GatewayConfig {
+        listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+    }
+}
+
+fn parse_gateway(
+    document: &Document,
+    value: &Spanned<DeValue<'_>>,
+) -> Result<GatewayConfig, ConfigError> {
+    let raw: RawGateway = document.deserialize("gateway", value)?;
+    let mut gateway = default_gateway();
+    if let Some(listen) = raw.listen {
+        gateway.listen = listen.get_ref().parse().map_err(|_| {
+            document.error(
+                listen.span(),
+                "gateway.listen",
+                format!(
+                    "{:?} is not HOST:PORT with a numeric host",
+                    listen.get_ref()
+                ),
+            )
+        })?;
+    }
+    Ok(gateway)
+}
+
+fn parse_source(
+    document: &Document,
+    base_dir: &Path,
+    name: &Spanned<std::borrow::Cow<'_, str>>,
+    value: &mut Spanned<DeValue<'_>>,
+) -> Result<SourceConfig, ConfigError> {
+    let key = format!("sources.{}", name.get_ref());
+    if !is_valid_source_name(name.get_ref()) {
+        return Err(document.error(
+            name.span(),
+            &key,
+            "invalid source name: use lower-case letters, digits and _, starting with a letter or _",
+        ));
+    }
+    let span = value.span();
+    let DeValue::Table(table) = value.get_mut() else {
+        return Err(document.error(span, &key, "must be a table"));
+    };
+    let kind = take_kind(document, &key, span.clone(), table)?;
+    let fingerprint = format!("{kind}:{}", document.fingerprint(table));
+    let context = SourceContext {
+        name: name.get_ref().to_string(),
+        base_dir: base_dir.to_path_buf(),
+    };
+    let options = Spanned::new(span.clone(), DeValue::Table(table.clone()));
+    let connector = match kind.as_str() {
+        FilesConnectorFactory::KIND => {
+            create::<FilesConnectorFactory>(document, &key, &context, &options)?
+        }
+        PostgresConnectorFactory::KIND => {
+            create::<PostgresConnectorFactory>(document, &key, &context, &options)?
+        }
+        other => {
+            return Err(document.error(
+                span,
+                &format!("{key}.kind"),
+                format!(
+                    "unknown kind {other:?}, expected one of: {}",
+                    KINDS.join(", ")
+                ),
+            ));
+        }
+    };
+    Ok(SourceConfig {
+        name: context.name,
+        kind,
+        fingerprint,
+        connector,
+    })
+}
+
+/// Removes `kind` from a source table (the connector's options do not include it).
+fn take_kind(
+    document: &Document,
+    key: &str,
+    span: std::ops::Range<usize>,
+    table: &mut DeTable<'_>,
+) -> Result<String, ConfigError> {
+    let kind = table
+        .remove("kind")
+        .ok_or_else(|| document.error(span, &format!("{key}.kind"), "missing key"))?;
+    match kind.get_ref() {
+        DeValue::String(kind) => Ok(kind.to_string()),
+        _ => Err(document.error(kind.span(), &format!("{key}.kind"), "must be a string")),
+    }
+}
+
+fn create<F: ConnectorFactory>(
+    document: &Document,
+    key: &str,
+    context: &SourceContext,
+    options: &Spanned<DeValue<'_>>,
+) -> Result<Arc<dyn Connector>, ConfigError> {
+    let parsed: F::Options = document.deserialize(key, options)?;
+    F::create(context, parsed).map_err(|e| {
+        let span = document
+            .span_of(options, &e.key)
+            .unwrap_or_else(|| options.span());
+        document.error(span, &format!("{key}.{}", e.key), e.message)
+    })
+}
+
+/// Source names become SQL schema names that must work unquoted: lower case, since unquoted
+/// identifiers fold to lower case.
+fn is_valid_source_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! catalog.toml validation: each bad input gets one line naming file, line and key.
+
+use super::*;
+
+fn parse(text: &str) -> Result<CatalogConfig, ConfigError> {
+    CatalogConfig::parse(Path::new("/etc/polygate/catalog.toml"), text)
+}
+
+/// Asserts that `text` is rejected with exactly `expected` (the path prefix omitted).
+fn check_error(text: &str, expected: &str) {
+    let error = parse(text).expect_err("should be rejected").to_string();
+    let shown = error
+        .strip_prefix("/etc/polygate/catalog.toml:")
+        .unwrap_or_else(|| panic!("error does not name the file: {error}"));
+    assert_eq!(shown, expected, "for input:\n{text}");
+    assert!(!error.contains('\n'), "not one line: {error}");
+}
+
+#[test]
+fn valid_catalog() {
+    let config = parse(
+        r#"
+[gateway]
+listen = "0.0.0.0:6000"
+
+[sources.zeta]
+kind = "files"
+root = "z"
+
+[sources.demo]
+kind = "files"
+root = "data"
+"#,
+    )
+    .expect("valid");
+    assert_eq!(config.gateway.listen.to_string(), "0.0.0.0:6000");
+    let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["demo", "zeta"]);
+    assert_eq!(config.sources[0].kind, "files");
+}
+
+#[test]
+fn empty_catalog_uses_defaults() {
+    let config = parse("").expect("valid");
+    assert_eq!(config.gateway.listen.to_string(), DEFAULT_LISTEN);
+    assert!(config.sources.is_empty());
+}
+
+#[test]
+fn rejects_bad_input_with_file_line_and_key() {
+    let cases: &[(&str, &str)] = &[
+        // Syntax.
+        (
+            "[sources.demo]\nkind = \"files\nroot = 'x'\n",
+            "2:14: kind: invalid basic string, expected `\"`",
+        ),
+        // Unknown top-level key.
+        (
+            "[gatway]\nlisten = \"x\"\n",
+            "1:2: gatway: unknown key, expected gateway or sources",
+        ),
+        // Unknown key in [gateway].
+        (
+            "[gateway]\nlisten = \"127.0.0.1:1\"\nport = 5\n",
+            "3:1: gateway.port: unknown field `port`, expected `listen`",
+        ),
+        (
+            "[gateway]\nlisten = \"localhost\"\n",
+            "2:10: gateway.listen: \"localhost\" is not HOST:PORT with a numeric host",
+        ),
+        // Missing and unknown kind.
+        (
+            "[sources.demo]\nroot = \"x\"\n",
+            "1:1: sources.demo.kind: missing key",
+        ),
+        (
+            "[sources.demo]\nkind = \"filez\"\nroot = \"x\"\n",
+            "1:1: sources.demo.kind: unknown kind \"filez\", expected one of: files, postgres",
+        ),
+        // Invalid source names.
+        (
+            "[sources.Demo]\nkind = \"files\"\nroot = \"x\"\n",
+            "1:10: sources.Demo: invalid source name: use lower-case letters, digits and _, starting with a letter or _",
+        ),
+        (
+            "[sources.\"my-db\"]\nkind = \"files\"\nroot = \"x\"\n",
+            "1:10: sources.my-db: invalid source name: use lower-case letters, digits and _, starting with a letter or _",
+        ),
+        // Connector options: unknown key, missing key, wrong type, rejected value.
+        (
+            "[sources.demo]\nkind = \"files\"\nroot = \"x\"\nrooot = \"y\"\n",
+            "4:1: sources.demo.rooot: unknown field `rooot`, expected one of `root`, `has_header`, `delimiter`, `tables`",
+        ),
+        (
+            "[sources.demo]\nkind = \"files\"\n",
+            "1:1: sources.demo: missing field `root`",
+        ),
+        (
+            "[sources.demo]\nkind = \"files\"\nroot = 5\n",
+            "3:8: sources.demo.root: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "[sources.demo]\nkind = \"files\"\nroot = \"x\"\ndelimiter = \"ab\"\n",
+            "4:13: sources.demo.delimiter: must be a single ASCII character, got \"ab\"",
+        ),
+        // Environment variables.
+        (
+            "[sources.demo]\nkind = \"files\"\nroot = \"${POLYGATE_TEST_SURELY_UNSET}\"\n",
+            "3:8: sources.demo.root: environment variable POLYGATE_TEST_SURELY_UNSET is not set",
+        ),
+    ];
+    for (text, expected) in cases {
+        check_error(text, expected);
+    }
+}
+
+#[test]
+fn environment_variables_expand_in_values() {
+    // SAFETY of the test: the variable name is unique to this test.
+    let path = std::env::var("PATH").expect("PATH is set");
+    let config = parse("[sources.demo]\nkind = \"files\"\nroot = \"${PATH}\"\n").expect("valid");
+    assert!(config.sources[0].fingerprint.contains(&path));
+}
+
+#[test]
+fn fingerprint_ignores_layout_but_not_values() {
+    let a = parse("[sources.demo]\nkind = \"files\"\nroot = \"x\"\nhas_header = true\n")
+        .expect("valid");
+    let b =
+        parse("[sources.demo]\n# comment\nhas_header = true\n\nroot   =   \"x\"\nkind='files'\n")
+            .expect("valid");
+    let c = parse("[sources.demo]\nkind = \"files\"\nroot = \"y\"\nhas_header = true\n")
+        .expect("valid");
+    assert_eq!(a.sources[0].fingerprint, b.sources[0].fingerprint);
+    assert_ne!(a.sources[0].fingerprint, c.sources[0].fingerprint);
+}
