@@ -1,0 +1,183 @@
+//! Every error a client can see, and its SQLSTATE.
+//!
+//! This module is the one place where errors from DataFusion, the catalog and the connectors
+//! become PostgreSQL errors: a client sees `42P01 relation "shop.ordrs" does not exist`, never
+//! a Rust debug dump.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+use polygate_connector_core::{ConnectorError, SourceError};
+
+/// An error of the gateway, as a client will see it.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A statement that would write; polygate is read-only.
+    #[error("cannot execute {0} in a read-only gateway")]
+    ReadOnly(String),
+    /// Anything raised while planning or executing a query.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+}
+
+/// A SQLSTATE and the message that goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgError {
+    /// The five-character SQLSTATE.
+    pub code: &'static str,
+    /// The message, lowercase, without a trailing period.
+    pub message: String,
+}
+
+impl GatewayError {
+    /// The SQLSTATE and message a client receives for this error.
+    pub fn to_pg(&self) -> PgError {
+        match self {
+            Self::ReadOnly(_) => PgError {
+                code: "25006",
+                message: self.to_string(),
+            },
+            Self::DataFusion(e) => datafusion_to_pg(e),
+        }
+    }
+}
+
+impl From<GatewayError> for PgWireError {
+    fn from(error: GatewayError) -> Self {
+        let PgError { code, message } = error.to_pg();
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".to_owned(),
+            code.to_owned(),
+            message,
+        )))
+    }
+}
+
+fn pg(code: &'static str, message: impl Into<String>) -> PgError {
+    PgError {
+        code,
+        message: message.into(),
+    }
+}
+
+fn datafusion_to_pg(error: &DataFusionError) -> PgError {
+    // Context, shared and collection wrappers say nothing about the cause.
+    let error = error.find_root();
+    match error {
+        DataFusionError::SQL(e, _) => pg("42601", format!("syntax error: {e}")),
+        DataFusionError::SchemaError(e, _) => schema_error_to_pg(e),
+        DataFusionError::Plan(message) => plan_error_to_pg(message),
+        DataFusionError::NotImplemented(message) => {
+            pg("0A000", format!("feature not supported: {message}"))
+        }
+        DataFusionError::ResourcesExhausted(message) => {
+            pg("53200", format!("out of memory: {message}"))
+        }
+        DataFusionError::ArrowError(e, _) => arrow_error_to_pg(e),
+        DataFusionError::External(e) => match e.downcast_ref::<SourceError>() {
+            Some(source_error) => source_error_to_pg(source_error),
+            None => match e.downcast_ref::<ArrowError>() {
+                Some(e) => arrow_error_to_pg(e),
+                None => pg("XX000", e.to_string()),
+            },
+        },
+        DataFusionError::Execution(message) => pg("22000", message.clone()),
+        DataFusionError::Internal(message) => pg("XX000", format!("internal error: {message}")),
+        other => pg("XX000", other.to_string()),
+    }
+}
+
+fn schema_error_to_pg(error: &SchemaError) -> PgError {
+    match error {
+        SchemaError::FieldNotFound { field, .. } => pg(
+            "42703",
+            format!("column \"{}\" does not exist", field.name()),
+        ),
+        SchemaError::AmbiguousReference { field } => pg(
+            "42702",
+            format!("column reference \"{}\" is ambiguous", field.name()),
+        ),
+        other => pg("42P17", other.to_string()),
+    }
+}
+
+fn plan_error_to_pg(message: &str) -> PgError {
+    // DataFusion reports unknown tables as `table 'db.schema.name' not found`.
+    if let Some(rest) = message.strip_prefix("table '")
+        && let Some(name) = rest.strip_suffix("' not found")
+    {
+        // The catalog part is the client's own database: PostgreSQL leaves it out.
+        let relation = name.split_once('.').map_or(name, |(_, rest)| rest);
+        return pg("42P01", format!("relation \"{relation}\" does not exist"));
+    }
+    if message.contains("function")
+        && (message.contains("Invalid") || message.contains("No function matches"))
+    {
+        return pg("42883", message);
+    }
+    pg("42000", message)
+}
+
+fn arrow_error_to_pg(error: &ArrowError) -> PgError {
+    match error {
+        ArrowError::DivideByZero => pg("22012", "division by zero"),
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => pg("22P02", m.clone()),
+        ArrowError::ArithmeticOverflow(m) => pg("22003", m.clone()),
+        other => pg("22000", other.to_string()),
+    }
+}
+
+fn source_error_to_pg(error: &SourceError) -> PgError {
+    let code = match error.error {
+        ConnectorError::Unavailable(_) => "08006",
+        ConnectorError::NotFound(_) => "42P01",
+        ConnectorError::InvalidData(_) => "22000",
+        ConnectorError::DataFusion(_) => "XX000",
+    };
+    pg(code, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: DataFusionError, code: &str, message: &str) {
+        let pg = GatewayError::from(error).to_pg();
+        assert_eq!((pg.code, pg.message.as_str()), (code, message));
+    }
+
+    #[test]
+    fn maps_errors_to_sqlstates() {
+        check(
+            DataFusionError::Plan("table 'polygate.demo.ordrs' not found".into()),
+            "42P01",
+            "relation \"demo.ordrs\" does not exist",
+        );
+        check(
+            DataFusionError::NotImplemented("lateral joins".into()),
+            "0A000",
+            "feature not supported: lateral joins",
+        );
+        check(
+            DataFusionError::ArrowError(Box::new(ArrowError::DivideByZero), None),
+            "22012",
+            "division by zero",
+        );
+        check(
+            DataFusionError::Context(
+                "while scanning".into(),
+                Box::new(DataFusionError::ResourcesExhausted("pool".into())),
+            ),
+            "53200",
+            "out of memory: pool",
+        );
+        check(
+            SourceError::into_datafusion("shop", ConnectorError::Unavailable("refused".into())),
+            "08006",
+            "source shop: source unavailable: refused",
+        );
+        let read_only = GatewayError::ReadOnly("Insert Into".into()).to_pg();
+        assert_eq!(read_only.code, "25006");
+    }
+}

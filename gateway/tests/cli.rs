@@ -1,0 +1,237 @@
+//! The `polygate` command as a user runs it: `query`, `check`, and `serve` answering psql.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn polygate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_polygate"))
+}
+
+fn demo_catalog() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo/catalog.toml")
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("polygate runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const CUSTOMERS_SQL: &str =
+    "SELECT id, name, country, vip FROM shop.customers WHERE country <> 'US' ORDER BY id";
+
+#[test]
+fn query_prints_csv() {
+    let output = run(polygate()
+        .args(["query", "--format", "csv", "--catalog"])
+        .arg(demo_catalog())
+        .arg(CUSTOMERS_SQL));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "id,name,country,vip\n\
+         1,Ada Lovelace,GB,true\n\
+         3,Alan Turing,GB,false\n\
+         5,Edsger Dijkstra,NL,false\n\
+         9,Tim Berners-Lee,GB,false\n"
+    );
+}
+
+#[test]
+fn query_prints_json_and_tables() {
+    let output = run(polygate()
+        .args(["query", "--format", "json", "--catalog"])
+        .arg(demo_catalog())
+        .arg("SELECT order_id, amount FROM shop.orders WHERE order_id IN (1001, 1014) ORDER BY 1"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "{\"order_id\":1001,\"amount\":120.5}\n{\"order_id\":1014}\n"
+    );
+
+    let output = run(polygate()
+        .args(["query", "--catalog"])
+        .arg(demo_catalog())
+        .arg("SELECT count(*) AS n FROM shop.events"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("| n  |") && stdout(&output).contains("| 14 |"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn query_errors_exit_non_zero_with_a_sqlstate() {
+    let output = run(polygate()
+        .args(["query", "--catalog"])
+        .arg(demo_catalog())
+        .arg("SELECT * FROM shop.ordrs"));
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        "ERROR: 42P01: relation \"shop.ordrs\" does not exist"
+    );
+}
+
+#[test]
+fn malformed_catalog_is_one_line_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        "[gateway]\nlisten = \"127.0.0.1:1\"\n\n[sources.shop]\nkind = \"files\"\nroot = \"data\"\nhas_headers = true\n",
+    )
+    .expect("write");
+    for subcommand in ["check", "serve"] {
+        let output = run(polygate().args([subcommand, "--catalog"]).arg(&catalog));
+        assert_eq!(output.status.code(), Some(2), "{subcommand}");
+        let message = stderr(&output);
+        let lines: Vec<_> = message.lines().collect();
+        assert_eq!(
+            lines,
+            [format!(
+                "error: {}:7:1: sources.shop.has_headers: unknown field `has_headers`, expected one of `root`, `has_header`, `delimiter`, `tables`",
+                catalog.display()
+            )],
+            "{subcommand}"
+        );
+    }
+}
+
+#[test]
+fn check_reports_each_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port")
+        .port();
+    let catalog = dir.path().join("catalog.toml");
+    let data = demo_catalog().parent().expect("dir").join("data");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[sources.shop]\nkind = \"files\"\nroot = \"{}\"\n\n\
+             [sources.down]\nkind = \"postgres\"\nurl = \"postgres://nobody@127.0.0.1:{closed_port}/db\"\nconnect_timeout_secs = 2\n",
+            data.display()
+        ),
+    )
+    .expect("write");
+    let output = run(polygate().args(["check", "--catalog"]).arg(&catalog));
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("valid, 2 source(s)"), "{text}");
+    assert!(
+        text.contains(
+            "shop (files): reachable, 3 table(s)\n  shop.customers\n  shop.events\n  shop.orders\n"
+        ),
+        "{text}"
+    );
+    let down = text
+        .lines()
+        .find(|l| l.starts_with("down (postgres): unreachable: "))
+        .unwrap_or_default();
+    assert!(down.to_lowercase().contains("refused"), "{text}");
+}
+
+/// A `polygate serve` process, killed when dropped.
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_demo() -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port")
+        .port();
+    let mut child = polygate()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--catalog",
+        ])
+        .arg(demo_catalog())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("polygate serve starts");
+    // Wait for the line announcing the listener.
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("polygate is serving") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("polygate serve announced its listener");
+    Served { child, port }
+}
+
+fn psql_available() -> bool {
+    let found = Command::new("psql")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "psql is required under CI"
+        );
+        eprintln!("SKIPPED: psql is not installed (tests/run.sh installs it)");
+    }
+    found
+}
+
+#[test]
+fn psql_gets_the_same_rows_as_query_csv() {
+    if !psql_available() {
+        return;
+    }
+    let served = serve_demo();
+    let output = run(Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &served.port.to_string(),
+            "-U",
+            "demo",
+            "-d",
+            "polygate",
+        ])
+        .args(["-X", "--csv", "-v", "ON_ERROR_STOP=1", "-c", CUSTOMERS_SQL]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let via_psql = stdout(&output).replace("\r\n", "\n");
+
+    let output = run(polygate()
+        .args(["query", "--format", "csv", "--catalog"])
+        .arg(demo_catalog())
+        .arg(CUSTOMERS_SQL));
+    let via_query = stdout(&output);
+    // psql prints booleans as t/f, as PostgreSQL does; everything else matches.
+    assert_eq!(
+        via_psql,
+        via_query
+            .replace(",true\n", ",t\n")
+            .replace(",false\n", ",f\n")
+    );
+}
