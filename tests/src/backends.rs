@@ -1,0 +1,158 @@
+//! The real servers backend tests run against.
+//!
+//! `tests/run.sh` starts them and exports their addresses. Without them, plain `cargo test`
+//! still runs every test that needs no server and prints, loudly, which tests it skipped. Under
+//! CI (`CI=true`) a missing server fails the test instead: a green run must mean the backend
+//! tests ran.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A kind of server tests can require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// A MongoDB-wire server.
+    Mongo,
+    /// An Elasticsearch/OpenSearch-compatible server.
+    Search,
+}
+
+impl Backend {
+    /// The environment variable holding the server's URL.
+    pub fn variable(self) -> &'static str {
+        match self {
+            Self::Postgres => "POLYGATE_TEST_PG_URL",
+            Self::Mongo => "POLYGATE_TEST_MONGO_URL",
+            Self::Search => "POLYGATE_TEST_ES_URL",
+        }
+    }
+}
+
+/// The URL of `backend`, or `None` (after saying so) when the test must be skipped.
+///
+/// # Panics
+/// Under CI, when the server is not configured.
+pub fn require(backend: Backend, test: &str) -> Option<String> {
+    match std::env::var(backend.variable()) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let message = format!(
+                "{test} needs {backend:?}: {} is not set (tests/run.sh starts the servers)",
+                backend.variable()
+            );
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("{message}; under CI a missing server is a failure");
+            }
+            eprintln!("SKIPPED: {message}");
+            None
+        }
+    }
+}
+
+/// A name no other test (of this run or an earlier one) uses, for a database or a prefix.
+pub fn unique_name(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "pg_{}_{}_{}_{}",
+        test.to_ascii_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 100_000
+    )
+}
+
+/// A PostgreSQL database of its own for one test, dropped when the test ends.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    /// A connection string for the test's database.
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates a fresh database on the server at `admin_url`.
+    pub async fn create(admin_url: &str, test: &str) -> anyhow::Result<Self> {
+        let name = unique_name(test);
+        let admin = connect(admin_url).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+        let url = with_database(admin_url, &name);
+        Ok(Self {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+        })
+    }
+
+    /// A client connected to the test's database.
+    pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
+        connect(&self.url).await
+    }
+
+    /// Drops the database. Call at the end of a test; a test that panics leaves it behind,
+    /// under a name no later run reuses.
+    pub async fn drop_database(self) -> anyhow::Result<()> {
+        let admin = connect(&self.admin_url).await?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Connects to `url` and drives the connection in the background.
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            eprintln!("connection to {url:?} ended: {error}", url = "server");
+        }
+    });
+    Ok(client)
+}
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    // postgres://user@host:port/db?params
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database_of_a_url() {
+        let check = |url: &str, expected: &str| assert_eq!(with_database(url, "t1"), expected);
+        check(
+            "postgres://postgres@127.0.0.1:5/postgres",
+            "postgres://postgres@127.0.0.1:5/t1",
+        );
+        check(
+            "postgres://u:p@h:5/db?sslmode=disable",
+            "postgres://u:p@h:5/t1?sslmode=disable",
+        );
+        check("postgres://h:5", "postgres://h:5/t1");
+    }
+}
