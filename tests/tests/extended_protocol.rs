@@ -259,3 +259,34 @@ async fn errors_carry_sqlstates() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Many clients at once, each with its own session, each getting its own rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_each_get_their_rows() -> anyhow::Result<()> {
+    let gateway = TestGateway::demo().await?;
+    let mut tasks = Vec::new();
+    for customer in 1..=10_i64 {
+        let url = gateway.url("polygate");
+        tasks.push(tokio::spawn(async move {
+            let client = polygate_tests::backends::connect(&url).await?;
+            let mut counts = Vec::new();
+            for _ in 0..5 {
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM shop.orders WHERE customer_id = $1",
+                        &[&customer],
+                    )
+                    .await?;
+                counts.push(row.get::<_, i64>(0));
+            }
+            anyhow::Ok((customer, counts))
+        }));
+    }
+    let expected_orders = [2, 2, 2, 1, 1, 2, 1, 1, 1, 1];
+    for task in tasks {
+        let (customer, counts) = task.await??;
+        let expected = expected_orders[(customer - 1) as usize];
+        assert_eq!(counts, vec![expected; 5], "customer {customer}");
+    }
+    Ok(())
+}

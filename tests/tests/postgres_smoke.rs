@@ -97,6 +97,15 @@ async fn postgres_source_matches_postgres() -> anyhow::Result<()> {
     };
     let database = PgDatabase::create(&admin_url, "smoke").await?;
     let pg = database.client().await?;
+    // A second schema, with a table named like one of the default schema's.
+    pg.batch_execute(
+        "CREATE SCHEMA billing;
+         CREATE TABLE billing.invoices (id int8, total float8);
+         INSERT INTO billing.invoices VALUES (1, 10.5), (2, 20.0);
+         CREATE TABLE billing.customers (id int8);
+         INSERT INTO billing.customers VALUES (42);",
+    )
+    .await?;
 
     let dir = tempfile::tempdir()?;
     let catalog = dir.path().join("catalog.toml");
@@ -104,7 +113,7 @@ async fn postgres_source_matches_postgres() -> anyhow::Result<()> {
     std::fs::write(
         &catalog,
         format!(
-            "[sources.shop]\nkind = \"files\"\nroot = \"{}\"\n\n[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\n",
+            "[sources.shop]\nkind = \"files\"\nroot = \"{}\"\n\n[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\nschemas = [\"public\", \"billing\"]\n",
             demo.display(),
             database.url
         ),
@@ -155,7 +164,17 @@ async fn postgres_source_matches_postgres() -> anyhow::Result<()> {
         assert_eq!(got, expected, "{through_polygate}");
     }
 
-    // Remote sessions are read-only, and numeric (not yet mapped natively) reads as text.
+    // The naming rule: the first schema is the source's own name, the others "source.schema";
+    // the default schema's customers keep the short name.
+    let (short, qualified, invoices) = (
+        text_rows(&client, "SELECT count(*) FROM pg.customers").await?,
+        text_rows(&client, "SELECT id FROM \"pg.billing\".customers").await?,
+        text_rows(&client, "SELECT sum(total) FROM \"pg.billing\".invoices").await?,
+    );
+    assert_eq!(short, [[Some("10".to_owned())]]);
+    assert_eq!(qualified, [[Some("42".to_owned())]]);
+    assert_eq!(invoices, [[Some("30.5".to_owned())]]);
+
     let schema = gateway
         .catalog
         .status()
@@ -163,7 +182,15 @@ async fn postgres_source_matches_postgres() -> anyhow::Result<()> {
         .find(|s| s.name == "pg")
         .map(|s| s.tables)
         .unwrap_or_default();
-    assert_eq!(schema, ["pg.\"Order Lines\"", "pg.customers"]);
+    assert_eq!(
+        schema,
+        [
+            "pg.\"Order Lines\"",
+            "pg.customers",
+            "\"pg.billing\".customers",
+            "\"pg.billing\".invoices",
+        ]
+    );
 
     drop(client);
     drop(gateway);

@@ -24,7 +24,8 @@ pub use session::Session;
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
-    accept_loop: JoinHandle<()>,
+    /// `None` once [`Server::wait`] has taken it.
+    accept_loop: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -39,7 +40,7 @@ impl Server {
         let accept_loop = tokio::spawn(accept(listener, shared));
         Ok(Self {
             local_addr,
-            accept_loop,
+            accept_loop: Some(accept_loop),
         })
     }
 
@@ -50,19 +51,18 @@ impl Server {
 
     /// Serves until the accept loop ends (it does not, unless the task is aborted).
     pub async fn wait(mut self) {
-        let accept_loop = std::mem::replace(&mut self.accept_loop, tokio::spawn(async {}));
-        let _ = accept_loop.await;
-    }
-
-    /// Stops accepting connections. Connections already open are served to their end.
-    pub fn stop(&self) {
-        self.accept_loop.abort();
+        if let Some(accept_loop) = self.accept_loop.take() {
+            let _ = accept_loop.await;
+        }
     }
 }
 
 impl Drop for Server {
+    /// Stops accepting connections. Connections already open are served to their end.
     fn drop(&mut self) {
-        self.accept_loop.abort();
+        if let Some(accept_loop) = &self.accept_loop {
+            accept_loop.abort();
+        }
     }
 }
 

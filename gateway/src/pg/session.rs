@@ -188,8 +188,12 @@ fn plan_returns_rows(plan: &LogicalPlan) -> bool {
     !matches!(plan, LogicalPlan::Statement(_))
 }
 
+/// The command tag PostgreSQL answers a statement with.
 fn statement_tag(plan: &LogicalPlan) -> String {
+    use datafusion::logical_expr::Statement;
     match plan {
+        LogicalPlan::Statement(Statement::SetVariable(_)) => "SET".to_owned(),
+        LogicalPlan::Statement(Statement::ResetVariable(_)) => "RESET".to_owned(),
         LogicalPlan::Statement(statement) => statement.name().to_ascii_uppercase(),
         _ => "SELECT".to_owned(),
     }
