@@ -49,4 +49,9 @@ step "cargo clippy --workspace --all-targets --locked -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace --locked${*:+ $*}"
-cargo test --workspace --locked "$@"
+log=target/test-output.log
+mkdir -p target
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+# cargo's last summary is that of the last doc-test run, often empty; close with the totals.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "\ntests: %d passed, %d failed\n", passed, failed }' "$log"
+
