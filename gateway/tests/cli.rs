@@ -196,7 +196,12 @@ fn psql_available() -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "psql is required under CI"
         );
-        eprintln!("SKIPPED: psql is not installed (tests/run.sh installs it)");
+        // Written to the handle, not with eprintln!, which the harness would capture.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: psql is not installed (tests/run.sh installs it)"
+        );
     }
     found
 }

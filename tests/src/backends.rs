@@ -44,10 +44,17 @@ pub fn require(backend: Backend, test: &str) -> Option<String> {
             if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
                 panic!("{message}; under CI a missing server is a failure");
             }
-            eprintln!("SKIPPED: {message}");
+            loud(&format!("SKIPPED: {message}"));
             None
         }
     }
+}
+
+/// Writes a line to the terminal even when the test harness captures test output (it
+/// captures `eprintln!`, not writes to the stderr handle), so that skips are never silent.
+pub fn loud(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A name no other test (of this run or an earlier one) uses, for a database or a prefix.
