@@ -5,6 +5,7 @@
 //! only the columns a query needs. Values travel as query parameters or quoted identifiers,
 //! never spliced text, and every remote session is read-only with UTC as its time zone.
 
+mod filter;
 mod options;
 mod scan;
 mod types;
@@ -47,6 +48,7 @@ pub struct PostgresConnector {
     config: tokio_postgres::Config,
     schemas: Vec<String>,
     connect_timeout: Duration,
+    pushdown: bool,
 }
 
 impl PostgresConnector {
@@ -69,6 +71,7 @@ impl PostgresConnector {
             config,
             schemas: options.schemas,
             connect_timeout,
+            pushdown: options.pushdown,
         })
     }
 
@@ -218,6 +221,7 @@ impl Connector for PostgresConnector {
             table.clone(),
             columns,
             schema,
+            self.pushdown,
         )))
     }
 }

@@ -14,6 +14,14 @@ pub struct PostgresOptions {
     /// How long to wait for the server to accept a connection (default 5).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// Whether filters are evaluated by PostgreSQL where that is exact (default true). Off,
+    /// every filter is evaluated by polygate: slower, for comparing and diagnosing.
+    #[serde(default = "default_true")]
+    pub pushdown: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_schemas() -> Vec<String> {

@@ -11,13 +11,14 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use futures::{StreamExt, TryStreamExt};
 use polygate_connector_core::{SourceError, TableRef};
 
+use crate::filter::{FilterSql, Param};
 use crate::types::{PgColumn, quote_ident};
 
 /// A remote relation.
@@ -29,6 +30,7 @@ pub(crate) struct PostgresTable {
     table: TableRef,
     columns: Vec<PgColumn>,
     schema: SchemaRef,
+    pushdown: bool,
 }
 
 impl PostgresTable {
@@ -39,6 +41,7 @@ impl PostgresTable {
         table: TableRef,
         columns: Vec<PgColumn>,
         schema: SchemaRef,
+        pushdown: bool,
     ) -> Self {
         Self {
             source,
@@ -47,6 +50,7 @@ impl PostgresTable {
             table,
             columns,
             schema,
+            pushdown,
         }
     }
 }
@@ -61,11 +65,29 @@ impl TableProvider for PostgresTable {
         TableType::Base
     }
 
+    /// A filter is `Exact` when PostgreSQL computes exactly DataFusion's answer for it (see
+    /// [`crate::filter`]); every other filter stays with DataFusion.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|filter| {
+                if self.pushdown && FilterSql::translate(&self.columns, 1, filter).is_some() {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let indices: Vec<usize> = match projection {
@@ -89,6 +111,22 @@ impl TableProvider for PostgresTable {
             quote_ident(&self.table.namespace),
             quote_ident(&self.table.name)
         );
+        // Only filters reported Exact reach the scan; each becomes one conjunct.
+        let mut params: Vec<Param> = Vec::new();
+        let mut conditions = Vec::new();
+        for filter in filters {
+            let (condition, mut bound) =
+                FilterSql::translate(&self.columns, params.len() + 1, filter).ok_or_else(|| {
+                    DataFusionError::Internal(format!("filter {filter} was not reported pushable"))
+                })?;
+            conditions.push(condition);
+            params.append(&mut bound);
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        // The limit is a number polygate computed, not user text.
         if let Some(limit) = limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
@@ -97,6 +135,7 @@ impl TableProvider for PostgresTable {
             connect_timeout: self.connect_timeout,
             source: self.source.clone(),
             sql,
+            params,
             columns,
             schema: Arc::clone(&schema),
             batch_size: state.config().batch_size(),
@@ -119,6 +158,7 @@ struct PostgresPartition {
     connect_timeout: Duration,
     source: String,
     sql: String,
+    params: Vec<Param>,
     columns: Vec<PgColumn>,
     schema: SchemaRef,
     batch_size: usize,
@@ -133,6 +173,7 @@ impl PartitionStream for PostgresPartition {
         let config = self.config.clone();
         let timeout = self.connect_timeout;
         let sql = self.sql.clone();
+        let params = self.params.clone();
         let columns = self.columns.clone();
         let schema = Arc::clone(&self.schema);
         let batch_size = self.batch_size.max(1);
@@ -142,7 +183,7 @@ impl PartitionStream for PostgresPartition {
         let batches = futures::stream::once(async move {
             let client = crate::connect(&config, timeout).await.map_err(&fail)?;
             let rows = client
-                .query_raw(sql.as_str(), std::iter::empty::<&str>())
+                .query_raw(sql.as_str(), params.iter().map(Param::as_sql))
                 .await
                 .map_err(|e| fail(crate::query_error(&e)))?;
             // The client lives as long as the row stream: dropping the stream closes the

@@ -34,6 +34,8 @@ pub(crate) struct PgColumn {
     /// The type as PostgreSQL prints it (`numeric(10,2)`).
     pub(crate) type_name: String,
     not_null: bool,
+    /// `char(n)`: PostgreSQL compares it ignoring trailing blanks.
+    blank_padded: bool,
     kind: Kind,
     /// Whether the column is fetched as its text form (types without a native mapping yet).
     as_text: bool,
@@ -58,6 +60,7 @@ impl PgColumn {
             name,
             type_name,
             not_null,
+            blank_padded: oid == Type::BPCHAR.oid(),
             kind: native.unwrap_or(Kind::Text),
             as_text: native.is_none(),
         }
@@ -66,6 +69,11 @@ impl PgColumn {
     /// Whether the column has no native mapping and is read as text (never dropped).
     pub(crate) fn read_as_text(&self) -> bool {
         self.as_text
+    }
+
+    /// Whether the column is `char(n)`, whose comparisons ignore trailing blanks.
+    pub(crate) fn is_blank_padded(&self) -> bool {
+        self.blank_padded
     }
 
     pub(crate) fn arrow_field(&self) -> Field {
