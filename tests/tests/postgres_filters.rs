@@ -198,13 +198,40 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
         assert_eq!(pushed, local, "{predicate}");
     }
 
-    // Filters PostgreSQL computes exactly leave no FilterExec; the others keep it.
+    // Filters PostgreSQL computes exactly leave no FilterExec; the others keep it. The scan's
+    // line in EXPLAIN shows the remote statement with values as typed parameters, never their
+    // contents (the logical plan above it repeats the user's own query, literals included).
     let plan = explain(
         &client,
-        "SELECT id FROM pg.t WHERE id = 5 AND name LIKE 'a%'",
+        "SELECT id FROM pg.t WHERE id = 5 AND name LIKE 'secret%'",
     )
     .await?;
     assert!(!plan.contains("FilterExec"), "{plan}");
+    let scan = plan
+        .lines()
+        .find(|l| l.contains("PostgresScanExec"))
+        .unwrap_or_else(|| panic!("no PostgresScanExec in:\n{plan}"));
+    assert!(
+        scan.contains("source=pg, sql=SELECT \"id\" FROM \"public\".\"t\" WHERE "),
+        "{scan}"
+    );
+    assert!(scan.contains("(\"id\" = $1::int8)"), "{scan}");
+    assert!(scan.contains("(\"name\" LIKE $2::text)"), "{scan}");
+    assert!(
+        !scan.contains("secret"),
+        "a value leaked into the remote statement: {scan}"
+    );
+    let plan = explain(&client, "SELECT id FROM pg.t WHERE id > 5 LIMIT 3").await?;
+    assert!(plan.contains("WHERE (\"id\" > $1::int8) LIMIT 3"), "{plan}");
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM pg.t WHERE id > 5 ORDER BY id LIMIT 3",
+            &[]
+        )
+        .await,
+        Ok(vec![6, 7, 8])
+    );
     let plan = explain(&client, "SELECT id FROM local.t WHERE id = 5").await?;
     assert!(plan.contains("FilterExec"), "{plan}");
     for predicate in [

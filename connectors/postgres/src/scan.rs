@@ -8,13 +8,19 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::internal_err;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::coop::make_cooperative;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use futures::{StreamExt, TryStreamExt};
 use polygate_connector_core::{SourceError, TableRef};
 
@@ -140,14 +146,91 @@ impl TableProvider for PostgresTable {
             schema: Arc::clone(&schema),
             batch_size: state.config().batch_size(),
         });
-        Ok(Arc::new(StreamingTableExec::try_new(
-            schema,
-            vec![partition],
-            None,
-            [],
-            false,
+        Ok(Arc::new(PostgresScanExec::new(partition, limit)))
+    }
+}
+
+/// The physical scan of a PostgreSQL relation: one remote statement, streamed.
+///
+/// EXPLAIN shows the statement as sent, values as `$n` with their types, never their contents.
+#[derive(Debug)]
+pub(crate) struct PostgresScanExec {
+    partition: Arc<PostgresPartition>,
+    limit: Option<usize>,
+    properties: Arc<PlanProperties>,
+}
+
+impl PostgresScanExec {
+    fn new(partition: Arc<PostgresPartition>, limit: Option<usize>) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&partition.schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Self {
+            partition,
             limit,
-        )?))
+            properties: Arc::new(properties),
+        }
+    }
+}
+
+impl DisplayAs for PostgresScanExec {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "PostgresScanExec: source={}, sql={}",
+            self.partition.source, self.partition.sql
+        )
+    }
+}
+
+impl ExecutionPlan for PostgresScanExec {
+    fn name(&self) -> &'static str {
+        "PostgresScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.limit
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            internal_err!("PostgresScanExec has no children to replace")
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return internal_err!("PostgresScanExec has one partition, asked for {partition}");
+        }
+        // Cooperative, so that a fast remote stream cannot starve the other tasks of a worker.
+        Ok(make_cooperative(self.partition.stream()))
     }
 }
 
@@ -164,12 +247,9 @@ struct PostgresPartition {
     batch_size: usize,
 }
 
-impl PartitionStream for PostgresPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+impl PostgresPartition {
+    /// Runs the statement, turning rows into batches as they arrive.
+    fn stream(&self) -> SendableRecordBatchStream {
         let config = self.config.clone();
         let timeout = self.connect_timeout;
         let sql = self.sql.clone();
