@@ -234,6 +234,37 @@ impl ExecutionPlan for PostgresScanExec {
     }
 }
 
+/// Cancels a remote statement that is dropped before it finished.
+///
+/// Closing the connection alone would leave the statement running until the server next tries
+/// to send a row; a statement still sorting or aggregating would run to its end.
+struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+
+impl CancelOnDrop {
+    /// The statement finished: nothing to cancel.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(token) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
+                        tracing::debug!(%error, "could not cancel a remote statement");
+                    }
+                });
+            }
+            Err(_) => tracing::debug!("no runtime to cancel a remote statement from"),
+        }
+    }
+}
+
 /// One remote query, streamed.
 #[derive(Debug)]
 struct PostgresPartition {
@@ -262,16 +293,29 @@ impl PostgresPartition {
         let fail_rows = fail.clone();
         let batches = futures::stream::once(async move {
             let client = crate::connect(&config, timeout).await.map_err(&fail)?;
+            // Armed before the statement is sent: PostgreSQL does not flush BindComplete
+            // before running the statement, so `query_raw` may wait until the first rows, and a
+            // scan dropped meanwhile must still cancel it. The client lives as long as the row
+            // stream. When the stream ends the statement is done; when it is dropped before
+            // that (the client went away, a limit was met, the query failed elsewhere), the
+            // guard cancels the statement on the server.
+            let cancel = CancelOnDrop(Some(client.cancel_token()));
             let rows = client
                 .query_raw(sql.as_str(), params.iter().map(Param::as_sql))
                 .await
                 .map_err(|e| fail(crate::query_error(&e)))?;
-            // The client lives as long as the row stream: dropping the stream closes the
-            // connection, which ends the remote query.
-            let rows = rows.map(move |row| {
-                let _keep_alive = &client;
-                row
-            });
+            let rows = futures::stream::unfold(
+                (Box::pin(rows), client, cancel),
+                |(mut rows, client, mut cancel)| async move {
+                    match rows.next().await {
+                        Some(row) => Some((row, (rows, client, cancel))),
+                        None => {
+                            cancel.disarm();
+                            None
+                        }
+                    }
+                },
+            );
             Ok::<_, DataFusionError>(rows)
         })
         .map_ok(move |rows| {

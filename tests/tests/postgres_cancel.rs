@@ -1,0 +1,136 @@
+//! Remote statements end with the client: a client killed mid-scan, or many `LIMIT 1`
+//! queries, leave nothing running on PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use polygate_tests::backends::{self, Backend, PgDatabase};
+use polygate_tests::gateway::TestGateway;
+use tokio_postgres::Client;
+
+/// polygate's statements on `database` that are still running, as PostgreSQL reports them.
+async fn running(admin: &Client, database: &str) -> anyhow::Result<i64> {
+    Ok(admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'polygate' AND state = 'active'",
+            &[&database],
+        )
+        .await?
+        .get(0))
+}
+
+/// polygate's sessions on `database`, whatever their state.
+async fn sessions(admin: &Client, database: &str) -> anyhow::Result<i64> {
+    Ok(admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'polygate'",
+            &[&database],
+        )
+        .await?
+        .get(0))
+}
+
+/// Waits until `probe` returns 0, for at most `within`; returns how long it took.
+async fn until_zero<F, Fut>(within: Duration, mut probe: F) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<i64>>,
+{
+    let started = Instant::now();
+    loop {
+        let count = probe().await?;
+        if count == 0 {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < within,
+            "{count} still there after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_client_and_limit_churn_leave_nothing_running() -> anyhow::Result<()> {
+    let Some(admin_url) = backends::require(
+        Backend::Postgres,
+        "killed_client_and_limit_churn_leave_nothing_running",
+    ) else {
+        return Ok(());
+    };
+    let database = PgDatabase::create(&admin_url, "cancel").await?;
+    let pg = database.client().await?;
+    pg.batch_execute(
+        "CREATE TABLE big AS SELECT i, md5(i::text) AS s FROM generate_series(1, 1000000) AS i;
+         CREATE VIEW slow AS SELECT pg_sleep(60)::text AS x;",
+    )
+    .await?;
+    let name: String = pg.query_one("SELECT current_database()", &[]).await?.get(0);
+    let admin = backends::connect(&admin_url).await?;
+
+    let dir = tempfile::tempdir()?;
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\n",
+            database.url
+        ),
+    )?;
+    let gateway = TestGateway::start(&catalog).await?;
+
+    // A client reads the first rows of a full scan, then its process "dies": the connection
+    // is dropped without a word.
+    let (client, connection) =
+        tokio_postgres::connect(&gateway.url("polygate"), tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let rows = client
+        .query_raw("SELECT i, s FROM pg.big", std::iter::empty::<i64>())
+        .await?;
+    let first: Vec<_> = rows.take(10).collect().await;
+    assert_eq!(first.len(), 10);
+    assert!(
+        running(&admin, &name).await? >= 1,
+        "the scan should be running on the server"
+    );
+    connection.abort();
+    drop(client);
+    let gone_after = until_zero(Duration::from_secs(5), || running(&admin, &name)).await?;
+    eprintln!("remote statement gone {gone_after:?} after the client was killed");
+
+    // A statement that works long before its first row: dropping the scan's stream must
+    // cancel it on the server (closing the connection alone would not be noticed before the
+    // server next sends a row, here a minute later).
+    let ctx = polygate::engine::Engine::new(gateway.catalog.clone()).session("polygate");
+    let mut stream = ctx
+        .sql("SELECT x FROM pg.slow")
+        .await?
+        .execute_stream()
+        .await?;
+    let first = tokio::time::timeout(Duration::from_millis(1500), stream.next()).await;
+    assert!(first.is_err(), "the view should still be sleeping");
+    assert!(
+        running(&admin, &name).await? >= 1,
+        "the sleep should be running on the server"
+    );
+    drop(stream);
+    let gone_after = until_zero(Duration::from_secs(5), || running(&admin, &name)).await?;
+    eprintln!("sleeping statement cancelled {gone_after:?} after its stream was dropped");
+
+    // LIMIT churn: each query stops its scan early; nothing stays open or running.
+    let client = gateway.connect().await?;
+    for _ in 0..50 {
+        let row = client
+            .query_one("SELECT i FROM pg.big LIMIT 1", &[])
+            .await?;
+        assert!(row.get::<_, i32>(0) >= 1);
+    }
+    until_zero(Duration::from_secs(5), || running(&admin, &name)).await?;
+    until_zero(Duration::from_secs(5), || sessions(&admin, &name)).await?;
+
+    drop(client);
+    drop(gateway);
+    database.drop_database().await?;
+    Ok(())
+}
