@@ -284,6 +284,24 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
             );
         }
     }
+    // PostgreSQL's row estimate reaches DataFusion as an inexact statistic; a limit caps it.
+    pg.batch_execute("ANALYZE t").await?;
+    let analyzed = TestGateway::start(&catalog).await?;
+    let stats_client = analyzed.connect().await?;
+    stats_client
+        .simple_query("SET datafusion.explain.show_statistics = true")
+        .await?;
+    let plan = explain(&stats_client, "SELECT id FROM pg.t").await?;
+    let expected_rows = 120 + hostile.len();
+    assert!(
+        plan.contains(&format!("Rows=Inexact({expected_rows})")),
+        "{plan}"
+    );
+    let plan = explain(&stats_client, "SELECT id FROM pg.t LIMIT 7").await?;
+    assert!(plan.contains("Rows=Inexact(7)"), "{plan}");
+    drop(stats_client);
+    drop(analyzed);
+
     // Nothing was written: the table holds what the test inserted.
     let count: i64 = pg.query_one("SELECT count(*) FROM t", &[]).await?.get(0);
     assert_eq!(count, 120 + hostile.len() as i64);

@@ -75,13 +75,36 @@ impl PostgresConnector {
         })
     }
 
+    /// PostgreSQL's estimate of the relation's row count (`reltuples`), if it has one: tables
+    /// never analyzed, and views, have none.
+    async fn row_estimate(
+        client: &Client,
+        table: &TableRef,
+    ) -> Result<Option<usize>, ConnectorError> {
+        let row = client
+            .query_opt(
+                "SELECT c.reltuples::float8 FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&table.namespace, &table.name],
+            )
+            .await
+            .map_err(|e| query_error(&e))?;
+        let estimate = row.map(|r| r.get::<_, f64>(0)).unwrap_or(-1.0);
+        // A negative reltuples means "never analyzed"; zero may mean the same on older servers.
+        Ok((estimate > 0.0).then_some(estimate as usize))
+    }
+
     /// Opens a session, driving its connection in the background.
     pub(crate) async fn connect(&self) -> Result<Client, ConnectorError> {
         connect(&self.config, self.connect_timeout).await
     }
 
-    async fn columns(&self, table: &TableRef) -> Result<Vec<PgColumn>, ConnectorError> {
-        let client = self.connect().await?;
+    async fn columns(
+        &self,
+        client: &Client,
+        table: &TableRef,
+    ) -> Result<Vec<PgColumn>, ConnectorError> {
         let rows = client
             .query(
                 "SELECT a.attname, a.atttypid::int8, format_type(a.atttypid, a.atttypmod), a.attnotnull \
@@ -207,7 +230,9 @@ impl Connector for PostgresConnector {
         &self,
         table: &TableRef,
     ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
-        let columns = self.columns(table).await?;
+        let client = self.connect().await?;
+        let columns = self.columns(&client, table).await?;
+        let row_estimate = Self::row_estimate(&client, table).await?;
         let schema: SchemaRef = Arc::new(Schema::new(
             columns
                 .iter()
@@ -222,6 +247,7 @@ impl Connector for PostgresConnector {
             columns,
             schema,
             self.pushdown,
+            row_estimate,
         )))
     }
 }

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::internal_err;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Statistics, internal_err};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -37,6 +38,8 @@ pub(crate) struct PostgresTable {
     columns: Vec<PgColumn>,
     schema: SchemaRef,
     pushdown: bool,
+    /// PostgreSQL's estimate of the row count, for DataFusion's join ordering.
+    row_estimate: Option<usize>,
 }
 
 impl PostgresTable {
@@ -48,6 +51,7 @@ impl PostgresTable {
         columns: Vec<PgColumn>,
         schema: SchemaRef,
         pushdown: bool,
+        row_estimate: Option<usize>,
     ) -> Self {
         Self {
             source,
@@ -57,6 +61,7 @@ impl PostgresTable {
             columns,
             schema,
             pushdown,
+            row_estimate,
         }
     }
 }
@@ -146,7 +151,16 @@ impl TableProvider for PostgresTable {
             schema: Arc::clone(&schema),
             batch_size: state.config().batch_size(),
         });
-        Ok(Arc::new(PostgresScanExec::new(partition, limit)))
+        // An estimate of the whole relation: filters only lower it, a limit caps it.
+        let rows = match (self.row_estimate, limit) {
+            (Some(rows), Some(limit)) => Precision::Inexact(rows.min(limit)),
+            (Some(rows), None) => Precision::Inexact(rows),
+            (None, _) => Precision::Absent,
+        };
+        let statistics = Statistics::new_unknown(&partition.schema).with_num_rows(rows);
+        Ok(Arc::new(PostgresScanExec::new(
+            partition, limit, statistics,
+        )))
     }
 }
 
@@ -158,10 +172,16 @@ pub(crate) struct PostgresScanExec {
     partition: Arc<PostgresPartition>,
     limit: Option<usize>,
     properties: Arc<PlanProperties>,
+    /// Row estimates, always inexact: they come from PostgreSQL's statistics.
+    statistics: Arc<Statistics>,
 }
 
 impl PostgresScanExec {
-    fn new(partition: Arc<PostgresPartition>, limit: Option<usize>) -> Self {
+    fn new(
+        partition: Arc<PostgresPartition>,
+        limit: Option<usize>,
+        statistics: Statistics,
+    ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&partition.schema)),
             Partitioning::UnknownPartitioning(1),
@@ -172,6 +192,7 @@ impl PostgresScanExec {
             partition,
             limit,
             properties: Arc::new(properties),
+            statistics: Arc::new(statistics),
         }
     }
 }
@@ -201,6 +222,11 @@ impl ExecutionPlan for PostgresScanExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![]
+    }
+
+    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
+        // One partition: its statistics are the scan's.
+        Ok(Arc::clone(&self.statistics))
     }
 
     fn apply_expressions(
