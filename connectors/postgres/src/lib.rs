@@ -44,11 +44,39 @@ impl ConnectorFactory for PostgresConnectorFactory {
 /// Reads one PostgreSQL database.
 #[derive(Debug)]
 pub struct PostgresConnector {
-    source: String,
-    config: tokio_postgres::Config,
+    remote: Arc<Remote>,
     schemas: Vec<String>,
+}
+
+/// How to reach a source's server and what to ask of it, shared by the source's tables.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    /// The source's name, for errors and EXPLAIN.
+    pub(crate) source: String,
+    config: tokio_postgres::Config,
     connect_timeout: Duration,
-    pushdown: bool,
+    /// Whether filters may be evaluated by PostgreSQL.
+    pub(crate) pushdown: bool,
+}
+
+impl Remote {
+    /// Opens a session, driving its connection in the background.
+    pub(crate) async fn connect(&self) -> Result<Client, ConnectorError> {
+        let connecting = self.config.connect(NoTls);
+        let timeout = self.connect_timeout;
+        let (client, connection) = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| {
+                ConnectorError::Unavailable(format!("no answer within {}s", timeout.as_secs()))
+            })?
+            .map_err(|e| ConnectorError::Unavailable(with_causes(&e)))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "postgres connection ended");
+            }
+        });
+        Ok(client)
+    }
 }
 
 impl PostgresConnector {
@@ -67,11 +95,13 @@ impl PostgresConnector {
             return Err(OptionError::new("schemas", "must name at least one schema"));
         }
         Ok(Self {
-            source: context.name.clone(),
-            config,
+            remote: Arc::new(Remote {
+                source: context.name.clone(),
+                config,
+                connect_timeout,
+                pushdown: options.pushdown,
+            }),
             schemas: options.schemas,
-            connect_timeout,
-            pushdown: options.pushdown,
         })
     }
 
@@ -95,9 +125,8 @@ impl PostgresConnector {
         Ok((estimate > 0.0).then_some(estimate as usize))
     }
 
-    /// Opens a session, driving its connection in the background.
-    pub(crate) async fn connect(&self) -> Result<Client, ConnectorError> {
-        connect(&self.config, self.connect_timeout).await
+    async fn connect(&self) -> Result<Client, ConnectorError> {
+        self.remote.connect().await
     }
 
     async fn columns(
@@ -120,7 +149,7 @@ impl PostgresConnector {
         if rows.is_empty() {
             return Err(ConnectorError::NotFound(format!(
                 "{}.{}",
-                self.source, table
+                self.remote.source, table
             )));
         }
         Ok(rows
@@ -134,7 +163,7 @@ impl PostgresConnector {
                 );
                 if column.read_as_text() {
                     tracing::info!(
-                        source = %self.source,
+                        source = %self.remote.source,
                         "column {}.{} of type {} is read as text",
                         table,
                         column.name,
@@ -145,25 +174,6 @@ impl PostgresConnector {
             })
             .collect())
     }
-}
-
-pub(crate) async fn connect(
-    config: &tokio_postgres::Config,
-    timeout: Duration,
-) -> Result<Client, ConnectorError> {
-    let connecting = config.connect(NoTls);
-    let (client, connection) = tokio::time::timeout(timeout, connecting)
-        .await
-        .map_err(|_| {
-            ConnectorError::Unavailable(format!("no answer within {}s", timeout.as_secs()))
-        })?
-        .map_err(|e| ConnectorError::Unavailable(with_causes(&e)))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "postgres connection ended");
-        }
-    });
-    Ok(client)
 }
 
 /// An error with its chain of causes: tokio-postgres says "error connecting to server" and
@@ -240,13 +250,10 @@ impl Connector for PostgresConnector {
                 .collect::<Vec<_>>(),
         ));
         Ok(Arc::new(PostgresTable::new(
-            self.source.clone(),
-            self.config.clone(),
-            self.connect_timeout,
+            Arc::clone(&self.remote),
             table.clone(),
             columns,
             schema,
-            self.pushdown,
             row_estimate,
         )))
     }

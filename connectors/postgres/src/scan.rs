@@ -2,7 +2,6 @@
 //! Arrow batches.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -25,42 +24,34 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use polygate_connector_core::{SourceError, TableRef};
 
+use crate::Remote;
 use crate::filter::{FilterSql, Param};
 use crate::types::{PgColumn, quote_ident};
 
 /// A remote relation.
 #[derive(Debug)]
 pub(crate) struct PostgresTable {
-    source: String,
-    config: tokio_postgres::Config,
-    connect_timeout: Duration,
+    remote: Arc<Remote>,
     table: TableRef,
     columns: Vec<PgColumn>,
     schema: SchemaRef,
-    pushdown: bool,
     /// PostgreSQL's estimate of the row count, for DataFusion's join ordering.
     row_estimate: Option<usize>,
 }
 
 impl PostgresTable {
     pub(crate) fn new(
-        source: String,
-        config: tokio_postgres::Config,
-        connect_timeout: Duration,
+        remote: Arc<Remote>,
         table: TableRef,
         columns: Vec<PgColumn>,
         schema: SchemaRef,
-        pushdown: bool,
         row_estimate: Option<usize>,
     ) -> Self {
         Self {
-            source,
-            config,
-            connect_timeout,
+            remote,
             table,
             columns,
             schema,
-            pushdown,
             row_estimate,
         }
     }
@@ -85,7 +76,8 @@ impl TableProvider for PostgresTable {
         Ok(filters
             .iter()
             .map(|filter| {
-                if self.pushdown && FilterSql::translate(&self.columns, 1, filter).is_some() {
+                if self.remote.pushdown && FilterSql::translate(&self.columns, 1, filter).is_some()
+                {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -142,9 +134,7 @@ impl TableProvider for PostgresTable {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
         let partition = Arc::new(PostgresPartition {
-            config: self.config.clone(),
-            connect_timeout: self.connect_timeout,
-            source: self.source.clone(),
+            remote: Arc::clone(&self.remote),
             sql,
             params,
             columns,
@@ -202,7 +192,7 @@ impl DisplayAs for PostgresScanExec {
         write!(
             f,
             "PostgresScanExec: source={}, sql={}",
-            self.partition.source, self.partition.sql
+            self.partition.remote.source, self.partition.sql
         )
     }
 }
@@ -294,9 +284,7 @@ impl Drop for CancelOnDrop {
 /// One remote query, streamed.
 #[derive(Debug)]
 struct PostgresPartition {
-    config: tokio_postgres::Config,
-    connect_timeout: Duration,
-    source: String,
+    remote: Arc<Remote>,
     sql: String,
     params: Vec<Param>,
     columns: Vec<PgColumn>,
@@ -307,18 +295,17 @@ struct PostgresPartition {
 impl PostgresPartition {
     /// Runs the statement, turning rows into batches as they arrive.
     fn stream(&self) -> SendableRecordBatchStream {
-        let config = self.config.clone();
-        let timeout = self.connect_timeout;
+        let remote = Arc::clone(&self.remote);
         let sql = self.sql.clone();
         let params = self.params.clone();
         let columns = self.columns.clone();
         let schema = Arc::clone(&self.schema);
         let batch_size = self.batch_size.max(1);
-        let source = self.source.clone();
+        let source = self.remote.source.clone();
         let fail = move |e| SourceError::into_datafusion(source.clone(), e);
         let fail_rows = fail.clone();
         let batches = futures::stream::once(async move {
-            let client = crate::connect(&config, timeout).await.map_err(&fail)?;
+            let client = remote.connect().await.map_err(&fail)?;
             // Armed before the statement is sent: PostgreSQL does not flush BindComplete
             // before running the statement, so `query_raw` may wait until the first rows, and a
             // scan dropped meanwhile must still cancel it. The client lives as long as the row
