@@ -284,6 +284,80 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
             );
         }
     }
+    // ORDER BY ... LIMIT runs in PostgreSQL where it orders as DataFusion does: no sort is
+    // left in polygate's plan, and the rows equal DataFusion's own and PostgreSQL's (text in
+    // byte order, NULLs where asked). Every order ends on the unique id: no ties at the limit.
+    let top_n = [
+        ("id DESC", "id DESC", 5),
+        (
+            "name NULLS FIRST, id",
+            "name COLLATE \"C\" NULLS FIRST, id",
+            40,
+        ),
+        (
+            "name DESC NULLS LAST, id DESC",
+            "name COLLATE \"C\" DESC NULLS LAST, id DESC",
+            40,
+        ),
+        ("born, id", "born, id", 7),
+        ("seen DESC, id", "seen DESC, id", 3),
+        ("flag NULLS FIRST, id", "flag NULLS FIRST, id", 10),
+        ("amount::text, id", "amount::text COLLATE \"C\", id", 10),
+    ];
+    for (order, direct_order, limit) in top_n {
+        let query = |table: &str| {
+            format!("SELECT id FROM {table} WHERE id < 100000 ORDER BY {order} LIMIT {limit}")
+        };
+        let pushed = ids(&client, &query("pg.t"), &[]).await;
+        let local = ids(&client, &query("local.t"), &[]).await;
+        let direct = ids(
+            &pg,
+            &format!("SELECT id FROM t WHERE id < 100000 ORDER BY {direct_order} LIMIT {limit}"),
+            &[],
+        )
+        .await;
+        assert_eq!(direct.as_ref().map(Vec::len), Ok(limit), "{order}");
+        assert_eq!(pushed, direct, "pushed ORDER BY {order}");
+        assert_eq!(local, direct, "local ORDER BY {order}");
+    }
+    let plan = explain(
+        &client,
+        "SELECT id, name FROM pg.t ORDER BY name DESC, id LIMIT 4",
+    )
+    .await?;
+    assert!(!plan.contains("SortExec"), "{plan}");
+    assert!(
+        plan.contains(
+            "ORDER BY \"name\" COLLATE \"C\" DESC NULLS FIRST, \"id\" ASC NULLS LAST LIMIT 4"
+        ),
+        "{plan}"
+    );
+    // Floats and char(n) are sorted by polygate.
+    for order in ["price", "code"] {
+        let plan = explain(
+            &client,
+            &format!("SELECT id FROM pg.t ORDER BY {order}, id LIMIT 4"),
+        )
+        .await?;
+        assert!(
+            plan.contains("SortExec"),
+            "ORDER BY {order} must stay local:\n{plan}"
+        );
+        let pushed = ids(
+            &client,
+            &format!("SELECT id FROM pg.t ORDER BY {order}, id LIMIT 4"),
+            &[],
+        )
+        .await;
+        let local = ids(
+            &client,
+            &format!("SELECT id FROM local.t ORDER BY {order}, id LIMIT 4"),
+            &[],
+        )
+        .await;
+        assert_eq!(pushed, local, "ORDER BY {order}");
+    }
+
     // PostgreSQL's row estimate reaches DataFusion as an inexact statistic; a limit caps it.
     pg.batch_execute("ANALYZE t").await?;
     let analyzed = TestGateway::start(&catalog).await?;

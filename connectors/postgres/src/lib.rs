@@ -7,6 +7,7 @@
 
 mod filter;
 mod options;
+mod order;
 mod scan;
 mod types;
 

@@ -14,9 +14,11 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalSortExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::SortOrderPushdownResult;
 use datafusion::physical_plan::coop::make_cooperative;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -26,6 +28,7 @@ use polygate_connector_core::{SourceError, TableRef};
 
 use crate::Remote;
 use crate::filter::{FilterSql, Param};
+use crate::order::order_by_sql;
 use crate::types::{PgColumn, quote_ident};
 
 /// A remote relation.
@@ -109,7 +112,7 @@ impl TableProvider for PostgresTable {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut sql = format!(
+        let mut base_sql = format!(
             "SELECT {select_list} FROM {}.{}",
             quote_ident(&self.table.namespace),
             quote_ident(&self.table.name)
@@ -126,30 +129,23 @@ impl TableProvider for PostgresTable {
             params.append(&mut bound);
         }
         if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
-        }
-        // The limit is a number polygate computed, not user text.
-        if let Some(limit) = limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+            base_sql.push_str(" WHERE ");
+            base_sql.push_str(&conditions.join(" AND "));
         }
         let partition = Arc::new(PostgresPartition {
             remote: Arc::clone(&self.remote),
-            sql,
+            base_sql,
+            order_by: None,
+            limit,
             params,
             columns,
             schema: Arc::clone(&schema),
             batch_size: state.config().batch_size(),
         });
-        // An estimate of the whole relation: filters only lower it, a limit caps it.
-        let rows = match (self.row_estimate, limit) {
-            (Some(rows), Some(limit)) => Precision::Inexact(rows.min(limit)),
-            (Some(rows), None) => Precision::Inexact(rows),
-            (None, _) => Precision::Absent,
-        };
-        let statistics = Statistics::new_unknown(&partition.schema).with_num_rows(rows);
         Ok(Arc::new(PostgresScanExec::new(
-            partition, limit, statistics,
+            partition,
+            self.row_estimate,
+            None,
         )))
     }
 }
@@ -160,7 +156,10 @@ impl TableProvider for PostgresTable {
 #[derive(Debug)]
 pub(crate) struct PostgresScanExec {
     partition: Arc<PostgresPartition>,
-    limit: Option<usize>,
+    /// PostgreSQL's estimate of the relation's rows.
+    row_estimate: Option<usize>,
+    /// The order the statement's ORDER BY guarantees, if it has one.
+    ordering: Option<Vec<PhysicalSortExpr>>,
     properties: Arc<PlanProperties>,
     /// Row estimates, always inexact: they come from PostgreSQL's statistics.
     statistics: Arc<Statistics>,
@@ -169,18 +168,32 @@ pub(crate) struct PostgresScanExec {
 impl PostgresScanExec {
     fn new(
         partition: Arc<PostgresPartition>,
-        limit: Option<usize>,
-        statistics: Statistics,
+        row_estimate: Option<usize>,
+        ordering: Option<Vec<PhysicalSortExpr>>,
     ) -> Self {
+        let schema = Arc::clone(&partition.schema);
+        let equivalences = match &ordering {
+            Some(ordering) => EquivalenceProperties::new_with_orderings(schema, [ordering.clone()]),
+            None => EquivalenceProperties::new(schema),
+        };
         let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&partition.schema)),
+            equivalences,
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
             Boundedness::Bounded,
-        );
+        )
+        .with_scheduling_type(SchedulingType::Cooperative);
+        // An estimate of the whole relation: filters only lower it, a limit caps it.
+        let rows = match (row_estimate, partition.limit) {
+            (Some(rows), Some(limit)) => Precision::Inexact(rows.min(limit)),
+            (Some(rows), None) => Precision::Inexact(rows),
+            (None, _) => Precision::Absent,
+        };
+        let statistics = Statistics::new_unknown(&partition.schema).with_num_rows(rows);
         Self {
             partition,
-            limit,
+            row_estimate,
+            ordering,
             properties: Arc::new(properties),
             statistics: Arc::new(statistics),
         }
@@ -192,7 +205,8 @@ impl DisplayAs for PostgresScanExec {
         write!(
             f,
             "PostgresScanExec: source={}, sql={}",
-            self.partition.remote.source, self.partition.sql
+            self.partition.remote.source,
+            self.partition.sql()
         )
     }
 }
@@ -207,7 +221,47 @@ impl ExecutionPlan for PostgresScanExec {
     }
 
     fn fetch(&self) -> Option<usize> {
-        self.limit
+        self.partition.limit
+    }
+
+    /// ORDER BY ... LIMIT: when PostgreSQL orders exactly as DataFusion (see [`crate::order`]),
+    /// the statement sorts and DataFusion's sort goes; the optimizer then hands the limit
+    /// down through [`ExecutionPlan::with_fetch`].
+    fn try_pushdown_sort(
+        &self,
+        order: &[PhysicalSortExpr],
+    ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
+        // A statement already limited picked its rows in no particular order.
+        if self.partition.limit.is_some() || self.ordering.is_some() {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        }
+        let Some(order_by) = order_by_sql(&self.partition.columns, order) else {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        };
+        let partition = PostgresPartition {
+            order_by: Some(order_by),
+            ..(*self.partition).clone()
+        };
+        let inner = Self::new(Arc::new(partition), self.row_estimate, Some(order.to_vec()));
+        Ok(SortOrderPushdownResult::Exact {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        let limit = match (self.partition.limit, limit) {
+            (Some(current), Some(new)) => Some(current.min(new)),
+            (current, new) => current.or(new),
+        };
+        let partition = PostgresPartition {
+            limit,
+            ..(*self.partition).clone()
+        };
+        Some(Arc::new(Self::new(
+            Arc::new(partition),
+            self.row_estimate,
+            self.ordering.clone(),
+        )))
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
@@ -282,10 +336,14 @@ impl Drop for CancelOnDrop {
 }
 
 /// One remote query, streamed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PostgresPartition {
     remote: Arc<Remote>,
-    sql: String,
+    /// SELECT, FROM and WHERE.
+    base_sql: String,
+    /// The ORDER BY clause, without its keywords.
+    order_by: Option<String>,
+    limit: Option<usize>,
     params: Vec<Param>,
     columns: Vec<PgColumn>,
     schema: SchemaRef,
@@ -293,10 +351,24 @@ struct PostgresPartition {
 }
 
 impl PostgresPartition {
+    /// The statement sent to PostgreSQL.
+    fn sql(&self) -> String {
+        let mut sql = self.base_sql.clone();
+        if let Some(order_by) = &self.order_by {
+            sql.push_str(" ORDER BY ");
+            sql.push_str(order_by);
+        }
+        // The limit is a number polygate computed, not user text.
+        if let Some(limit) = self.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        sql
+    }
+
     /// Runs the statement, turning rows into batches as they arrive.
     fn stream(&self) -> SendableRecordBatchStream {
         let remote = Arc::clone(&self.remote);
-        let sql = self.sql.clone();
+        let sql = self.sql();
         let params = self.params.clone();
         let columns = self.columns.clone();
         let schema = Arc::clone(&self.schema);

@@ -1,0 +1,127 @@
+//! ORDER BY pushed to PostgreSQL: DataFusion's required ordering in, an ORDER BY clause out.
+//!
+//! The order is pushed (and reported exact, which removes DataFusion's sort) only when
+//! PostgreSQL orders exactly as DataFusion does:
+//! - integers, booleans, dates and timestamps order identically;
+//! - text orders by bytes in DataFusion, so PostgreSQL is asked for `COLLATE "C"`, which
+//!   also orders by bytes, whatever the column's own collation (columns read as `::text` too);
+//! - floats are not pushed: DataFusion orders `-0.0` before `0.0`, PostgreSQL ties them;
+//! - `char(n)` is not pushed: PostgreSQL ignores trailing blanks, DataFusion sees them;
+//! - NULLS FIRST / LAST is always spelled out, since the engines' defaults differ.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::physical_expr::PhysicalSortExpr;
+use datafusion::physical_expr::expressions::Column;
+
+use crate::types::PgColumn;
+
+/// The ORDER BY clause (without the keywords) for `order` over the scan's `columns`, or
+/// `None` when PostgreSQL cannot produce exactly that order.
+pub(crate) fn order_by_sql(columns: &[PgColumn], order: &[PhysicalSortExpr]) -> Option<String> {
+    if order.is_empty() {
+        return None;
+    }
+    let terms = order
+        .iter()
+        .map(|sort| {
+            let column = columns.get(sort.expr.downcast_ref::<Column>()?.index())?;
+            if column.is_blank_padded() {
+                return None;
+            }
+            let collate = match column.arrow_field().data_type() {
+                DataType::Utf8 => " COLLATE \"C\"",
+                DataType::Float32 | DataType::Float64 => return None,
+                _ => "",
+            };
+            let direction = if sort.options.descending {
+                "DESC"
+            } else {
+                "ASC"
+            };
+            let nulls = if sort.options.nulls_first {
+                "FIRST"
+            } else {
+                "LAST"
+            };
+            Some(format!(
+                "{}{collate} {direction} NULLS {nulls}",
+                column.select_expr()
+            ))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(terms.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::compute::SortOptions;
+
+    use super::*;
+
+    fn columns() -> Vec<PgColumn> {
+        vec![
+            PgColumn::new("id".into(), 20, "bigint".into(), true),
+            PgColumn::new("name".into(), 25, "text".into(), false),
+            PgColumn::new("price".into(), 701, "double precision".into(), false),
+            PgColumn::new("code".into(), 1042, "character(3)".into(), false),
+            PgColumn::new("amount".into(), 1700, "numeric".into(), false),
+            PgColumn::new("born".into(), 1082, "date".into(), false),
+        ]
+    }
+
+    fn sort(name: &str, index: usize, descending: bool, nulls_first: bool) -> PhysicalSortExpr {
+        PhysicalSortExpr::new(
+            Arc::new(Column::new(name, index)),
+            SortOptions {
+                descending,
+                nulls_first,
+            },
+        )
+    }
+
+    fn check(order: &[PhysicalSortExpr], expected: Option<&str>) {
+        assert_eq!(
+            order_by_sql(&columns(), order).as_deref(),
+            expected,
+            "{order:?}"
+        );
+    }
+
+    #[test]
+    fn pushes_orders_postgres_reproduces_exactly() {
+        check(
+            &[sort("id", 0, false, false)],
+            Some("\"id\" ASC NULLS LAST"),
+        );
+        check(
+            &[sort("id", 0, true, true)],
+            Some("\"id\" DESC NULLS FIRST"),
+        );
+        check(
+            &[sort("name", 1, false, true), sort("id", 0, true, false)],
+            Some("\"name\" COLLATE \"C\" ASC NULLS FIRST, \"id\" DESC NULLS LAST"),
+        );
+        check(
+            &[sort("amount", 4, false, false)],
+            Some("\"amount\"::text COLLATE \"C\" ASC NULLS LAST"),
+        );
+        check(
+            &[sort("born", 5, true, false)],
+            Some("\"born\" DESC NULLS LAST"),
+        );
+    }
+
+    #[test]
+    fn keeps_orders_postgres_would_not_reproduce() {
+        check(&[sort("price", 2, false, false)], None);
+        check(&[sort("code", 3, false, false)], None);
+        check(
+            &[sort("id", 0, false, false), sort("price", 2, false, false)],
+            None,
+        );
+        check(&[sort("nope", 9, false, false)], None);
+        check(&[], None);
+    }
+}
