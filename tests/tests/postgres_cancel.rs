@@ -20,7 +20,7 @@ async fn running(admin: &Client, database: &str) -> anyhow::Result<i64> {
         .get(0))
 }
 
-/// polygate's sessions on `database`, whatever their state.
+/// polygate's sessions on `database`, idle pooled ones included.
 async fn sessions(admin: &Client, database: &str) -> anyhow::Result<i64> {
     Ok(admin
         .query_one(
@@ -74,7 +74,7 @@ async fn killed_client_and_limit_churn_leave_nothing_running() -> anyhow::Result
     std::fs::write(
         &catalog,
         format!(
-            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\n",
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npool_size = 2\n",
             database.url
         ),
     )?;
@@ -127,7 +127,34 @@ async fn killed_client_and_limit_churn_leave_nothing_running() -> anyhow::Result
         assert!(row.get::<_, i32>(0) >= 1);
     }
     until_zero(Duration::from_secs(5), || running(&admin, &name)).await?;
-    until_zero(Duration::from_secs(5), || sessions(&admin, &name)).await?;
+    // Sessions are pooled: idle ones stay, never more than the pool's size.
+    assert!(sessions(&admin, &name).await? <= 2);
+
+    // More concurrent scans than pooled sessions: they queue, all answer, the bound holds.
+    let mut scans = Vec::new();
+    for k in 2..8_i32 {
+        let url = gateway.url("polygate");
+        scans.push(tokio::spawn(async move {
+            let client = backends::connect(&url).await?;
+            let row = client
+                .query_one(
+                    &format!("SELECT count(*) FROM pg.big WHERE i % {k} = 0"),
+                    &[],
+                )
+                .await?;
+            anyhow::Ok((k, row.get::<_, i64>(0)))
+        }));
+    }
+    let mut most = 0;
+    while scans.iter().any(|s| !s.is_finished()) {
+        most = most.max(sessions(&admin, &name).await?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for scan in scans {
+        let (k, count) = scan.await??;
+        assert_eq!(count, 1_000_000 / i64::from(k), "i % {k} = 0");
+    }
+    assert!((1..=2).contains(&most), "{most} sessions for a pool of 2");
 
     drop(client);
     drop(gateway);

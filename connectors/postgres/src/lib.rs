@@ -17,6 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, Namespace, OptionError, SourceContext, TableRef,
 };
@@ -49,34 +52,37 @@ pub struct PostgresConnector {
     schemas: Vec<String>,
 }
 
+/// How long a query waits for a free connection of a source's pool before failing.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
 /// How to reach a source's server and what to ask of it, shared by the source's tables.
 #[derive(Debug)]
 pub(crate) struct Remote {
     /// The source's name, for errors and EXPLAIN.
     pub(crate) source: String,
-    config: tokio_postgres::Config,
+    /// A bounded pool of sessions to the server, created lazily.
+    pool: Pool,
     connect_timeout: Duration,
     /// Whether filters may be evaluated by PostgreSQL.
     pub(crate) pushdown: bool,
 }
 
 impl Remote {
-    /// Opens a session, driving its connection in the background.
-    pub(crate) async fn connect(&self) -> Result<Client, ConnectorError> {
-        let connecting = self.config.connect(NoTls);
-        let timeout = self.connect_timeout;
-        let (client, connection) = tokio::time::timeout(timeout, connecting)
-            .await
-            .map_err(|_| {
-                ConnectorError::Unavailable(format!("no answer within {}s", timeout.as_secs()))
-            })?
-            .map_err(|e| ConnectorError::Unavailable(with_causes(&e)))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "postgres connection ended");
-            }
-        });
-        Ok(client)
+    /// A session from the pool; it returns to the pool when dropped.
+    pub(crate) async fn connect(&self) -> Result<Object, ConnectorError> {
+        self.pool.get().await.map_err(|error| match error {
+            PoolError::Timeout(TimeoutType::Wait) => ConnectorError::Unavailable(format!(
+                "all {} connections busy for {}s",
+                self.pool.status().max_size,
+                POOL_WAIT.as_secs()
+            )),
+            PoolError::Timeout(_) => ConnectorError::Unavailable(format!(
+                "no answer within {}s",
+                self.connect_timeout.as_secs()
+            )),
+            PoolError::Backend(error) => ConnectorError::Unavailable(with_causes(&error)),
+            other => ConnectorError::Unavailable(other.to_string()),
+        })
     }
 }
 
@@ -95,10 +101,27 @@ impl PostgresConnector {
         if options.schemas.is_empty() {
             return Err(OptionError::new("schemas", "must name at least one schema"));
         }
+        if options.pool_size == 0 {
+            return Err(OptionError::new("pool_size", "must be at least 1"));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| OptionError::new("pool_size", e.to_string()))?;
         Ok(Self {
             remote: Arc::new(Remote {
                 source: context.name.clone(),
-                config,
+                pool,
                 connect_timeout,
                 pushdown: options.pushdown,
             }),
@@ -126,7 +149,7 @@ impl PostgresConnector {
         Ok((estimate > 0.0).then_some(estimate as usize))
     }
 
-    async fn connect(&self) -> Result<Client, ConnectorError> {
+    async fn connect(&self) -> Result<Object, ConnectorError> {
         self.remote.connect().await
     }
 

@@ -18,6 +18,13 @@ pub struct PostgresOptions {
     /// every filter is evaluated by polygate: slower, for comparing and diagnosing.
     #[serde(default = "default_true")]
     pub pushdown: bool,
+    /// At most this many sessions to the server at once (default 8); queries beyond wait.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    8
 }
 
 fn default_true() -> bool {
