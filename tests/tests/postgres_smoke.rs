@@ -22,7 +22,25 @@ fn normalize(cell: Option<String>) -> Option<String> {
     Some(cell)
 }
 
-/// The rows of `sql` in PostgreSQL's text format.
+/// The rows of `sql` exactly as sent, in PostgreSQL's text format.
+async fn exact_text_rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+    Ok(client
+        .simple_query(sql)
+        .await
+        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The rows of `sql` in PostgreSQL's text format, normalized (see [`normalize`]).
 async fn text_rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
     Ok(client
         .simple_query(sql)
@@ -103,7 +121,14 @@ async fn postgres_source_matches_postgres() -> anyhow::Result<()> {
          CREATE TABLE billing.invoices (id int8, total float8);
          INSERT INTO billing.invoices VALUES (1, 10.5), (2, 20.0);
          CREATE TABLE billing.customers (id int8);
-         INSERT INTO billing.customers VALUES (42);",
+         INSERT INTO billing.customers VALUES (42);
+         CREATE TABLE decimals (id int8, exact numeric(38,10), money numeric(12,2), free numeric);
+         INSERT INTO decimals VALUES
+           (1, 9999999999999999999999999999.9999999999, 1234567890.12, 1e40),
+           (2, -9999999999999999999999999999.9999999999, -0.01, 'NaN'),
+           (3, 0.0000000001, 0, 0.5),
+           (4, NULL, NULL, NULL),
+           (5, -12.5, 99.99, -3);",
     )
     .await?;
 
@@ -164,6 +189,30 @@ async fn postgres_source_matches_postgres() -> anyhow::Result<()> {
         assert_eq!(got, expected, "{through_polygate}");
     }
 
+    // numeric(p,s) reads exactly as Decimal128(p,s), all 38 digits; unconstrained numeric as
+    // its text. Compared as exact text: no float normalization here.
+    let exact_cases = [
+        (
+            "SELECT id, exact::text, money::text, free FROM pg.decimals ORDER BY id",
+            "SELECT id::text, exact::text, money::text, free::text FROM decimals ORDER BY id",
+        ),
+        (
+            "SELECT sum(money)::text, min(exact)::text, max(exact)::text FROM pg.decimals",
+            "SELECT sum(money)::text, min(exact)::text, max(exact)::text FROM decimals",
+        ),
+    ];
+    for (through_polygate, direct) in exact_cases {
+        let got = exact_text_rows(&client, through_polygate).await?;
+        let expected = exact_text_rows(&pg, direct).await?;
+        assert_eq!(got, expected, "{through_polygate}");
+    }
+    assert!(
+        exact_text_rows(&client, "SELECT exact::text FROM pg.decimals WHERE id = 1")
+            .await?
+            .concat()
+            .contains(&Some("9999999999999999999999999999.9999999999".to_owned()))
+    );
+
     // The naming rule: the first schema is the source's own name, the others "source.schema";
     // the default schema's customers keep the short name.
     let (short, qualified, invoices) = (
@@ -187,6 +236,7 @@ async fn postgres_source_matches_postgres() -> anyhow::Result<()> {
         [
             "pg.\"Order Lines\"",
             "pg.customers",
+            "pg.decimals",
             "\"pg.billing\".customers",
             "\"pg.billing\".invoices",
         ]

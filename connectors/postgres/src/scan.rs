@@ -413,9 +413,7 @@ impl PostgresPartition {
                 for row in chunk {
                     let row = row.map_err(|e| fail(crate::query_error(&e)))?;
                     for (i, builder) in builders.iter_mut().enumerate() {
-                        builder
-                            .append(&row, i)
-                            .map_err(|e| fail(crate::query_error(&e)))?;
+                        builder.append(&row, i).map_err(&fail)?;
                     }
                     count += 1;
                 }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
+    Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use polygate_connector_core::ConnectorError;
 use tokio_postgres::Row;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{FromSql, Type};
 
 /// How a column is read: the Arrow type, and the decoding that fills it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,8 @@ enum Kind {
     Float32,
     Float64,
     Text,
+    /// `numeric(p,s)` with p <= 38: exact in a Decimal128.
+    Decimal(u8, i8),
     Date,
     Timestamp,
     TimestampTz,
@@ -52,6 +55,7 @@ impl PgColumn {
             Some(Type::FLOAT8) => Some(Kind::Float64),
             Some(Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME) => Some(Kind::Text),
             Some(Type::DATE) => Some(Kind::Date),
+            Some(Type::NUMERIC) => decimal_of(&type_name),
             Some(Type::TIMESTAMP) => Some(Kind::Timestamp),
             Some(Type::TIMESTAMPTZ) => Some(Kind::TimestampTz),
             _ => None,
@@ -85,6 +89,7 @@ impl PgColumn {
             Kind::Float32 => DataType::Float32,
             Kind::Float64 => DataType::Float64,
             Kind::Text => DataType::Utf8,
+            Kind::Decimal(precision, scale) => DataType::Decimal128(precision, scale),
             Kind::Date => DataType::Date32,
             Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             Kind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -113,6 +118,12 @@ impl PgColumn {
             Kind::Text => {
                 ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16))
             }
+            Kind::Decimal(precision, scale) => ColumnBuilder::Decimal(
+                Decimal128Builder::with_capacity(capacity)
+                    .with_precision_and_scale(precision, scale)
+                    .expect("precision and scale were validated by decimal_of"),
+                scale,
+            ),
             Kind::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
             Kind::Timestamp => {
                 ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity))
@@ -124,10 +135,86 @@ impl PgColumn {
     }
 }
 
+/// The Decimal128 type of `numeric(p,s)` (as `format_type` prints it), or `None` when the
+/// column has no precision (unconstrained `numeric`, whose values need not fit any one scale)
+/// or one beyond Decimal128's 38 digits: those are read as text, never rounded.
+fn decimal_of(type_name: &str) -> Option<Kind> {
+    let inner = type_name.strip_prefix("numeric(")?.strip_suffix(')')?;
+    let (precision, scale) = inner.split_once(',').unwrap_or((inner, "0"));
+    let precision: u8 = precision.trim().parse().ok()?;
+    let scale: i8 = scale.trim().parse().ok()?;
+    (1..=38).contains(&precision).then_some(())?;
+    (0..=precision as i8)
+        .contains(&scale)
+        .then_some(Kind::Decimal(precision, scale))
+}
+
+/// A `numeric` value in PostgreSQL's binary format: a sign, a weight, and base-10000 digits.
+struct PgNumeric<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for PgNumeric<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self(raw))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+}
+
+impl PgNumeric<'_> {
+    /// The value times 10^`scale`, exactly, or why it cannot be.
+    fn scaled(&self, scale: i8) -> Result<i128, String> {
+        let word = |i: usize| -> Result<i16, String> {
+            self.0
+                .get(i * 2..i * 2 + 2)
+                .map(|b| i16::from_be_bytes([b[0], b[1]]))
+                .ok_or_else(|| "truncated numeric value".to_owned())
+        };
+        let digits = usize::try_from(word(0)?).map_err(|_| "invalid numeric value")?;
+        let weight = i32::from(word(1)?);
+        let sign = word(2)? as u16;
+        let negative = match sign {
+            0x0000 => false,
+            0x4000 => true,
+            0xC000 => return Err("NaN cannot be a decimal".to_owned()),
+            _ => return Err("an infinite value cannot be a decimal".to_owned()),
+        };
+        let mut value: i128 = 0;
+        for i in 0..digits {
+            let digit = i128::from(word(4 + i)?);
+            // This digit's power of ten once the value is scaled.
+            let exponent = 4 * (weight - i as i32) + i32::from(scale);
+            let term = if exponent >= 0 {
+                10_i128
+                    .checked_pow(exponent as u32)
+                    .and_then(|p| p.checked_mul(digit))
+                    .ok_or("value out of range for its declared precision")?
+            } else {
+                let divisor = 10_i128.checked_pow((-exponent) as u32).unwrap_or(i128::MAX);
+                if digit % divisor != 0 {
+                    return Err("value has more digits than its declared scale".to_owned());
+                }
+                digit / divisor
+            };
+            value = value
+                .checked_add(term)
+                .ok_or("value out of range for its declared precision")?;
+        }
+        Ok(if negative { -value } else { value })
+    }
+}
+
 /// Quotes an identifier for PostgreSQL: always, so that any name (mixed case, spaces, quotes)
 /// means exactly itself.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The value of column `index` of `row`, or NULL.
+fn value<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<Option<T>, ConnectorError> {
+    row.try_get::<_, Option<T>>(index)
+        .map_err(|e| crate::query_error(&e))
 }
 
 /// Accumulates one column of a batch.
@@ -139,32 +226,45 @@ pub(crate) enum ColumnBuilder {
     Float32(Float32Builder),
     Float64(Float64Builder),
     Text(StringBuilder),
+    /// The builder, and the scale values are converted to.
+    Decimal(Decimal128Builder, i8),
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
 }
 
 impl ColumnBuilder {
     /// Appends the value of column `index` of `row`.
-    pub(crate) fn append(&mut self, row: &Row, index: usize) -> Result<(), tokio_postgres::Error> {
+    pub(crate) fn append(&mut self, row: &Row, index: usize) -> Result<(), ConnectorError> {
         match self {
-            Self::Bool(b) => b.append_option(row.try_get::<_, Option<bool>>(index)?),
-            Self::Int16(b) => b.append_option(row.try_get::<_, Option<i16>>(index)?),
-            Self::Int32(b) => b.append_option(row.try_get::<_, Option<i32>>(index)?),
-            Self::Int64(b) => b.append_option(row.try_get::<_, Option<i64>>(index)?),
-            Self::Float32(b) => b.append_option(row.try_get::<_, Option<f32>>(index)?),
-            Self::Float64(b) => b.append_option(row.try_get::<_, Option<f64>>(index)?),
-            Self::Text(b) => b.append_option(row.try_get::<_, Option<&str>>(index)?),
+            Self::Bool(b) => b.append_option(value::<bool>(row, index)?),
+            Self::Int16(b) => b.append_option(value::<i16>(row, index)?),
+            Self::Int32(b) => b.append_option(value::<i32>(row, index)?),
+            Self::Int64(b) => b.append_option(value::<i64>(row, index)?),
+            Self::Float32(b) => b.append_option(value::<f32>(row, index)?),
+            Self::Float64(b) => b.append_option(value::<f64>(row, index)?),
+            Self::Text(b) => b.append_option(value::<&str>(row, index)?),
+            Self::Decimal(b, scale) => {
+                let numeric = value::<PgNumeric>(row, index)?;
+                let scaled = numeric
+                    .map(|n| n.scaled(*scale))
+                    .transpose()
+                    .map_err(|message| {
+                        ConnectorError::InvalidData(format!(
+                            "column {}: {message}",
+                            row.columns()[index].name()
+                        ))
+                    })?;
+                b.append_option(scaled)
+            }
             Self::Date(b) => b.append_option(
-                row.try_get::<_, Option<NaiveDate>>(index)?
+                value::<NaiveDate>(row, index)?
                     .map(|d| (d - NaiveDate::default()).num_days() as i32),
             ),
             Self::Timestamp(b) => {
                 let micros = if *row.columns()[index].type_() == Type::TIMESTAMPTZ {
-                    row.try_get::<_, Option<DateTime<Utc>>>(index)?
-                        .map(|t| t.timestamp_micros())
+                    value::<DateTime<Utc>>(row, index)?.map(|t| t.timestamp_micros())
                 } else {
-                    row.try_get::<_, Option<NaiveDateTime>>(index)?
-                        .map(|t| t.and_utc().timestamp_micros())
+                    value::<NaiveDateTime>(row, index)?.map(|t| t.and_utc().timestamp_micros())
                 };
                 b.append_option(micros)
             }
@@ -181,6 +281,7 @@ impl ColumnBuilder {
             Self::Float32(b) => Arc::new(b.finish()),
             Self::Float64(b) => Arc::new(b.finish()),
             Self::Text(b) => Arc::new(b.finish()),
+            Self::Decimal(b, _) => Arc::new(b.finish()),
             Self::Date(b) => Arc::new(b.finish()),
             Self::Timestamp(b) => Arc::new(b.finish()),
         }
@@ -190,6 +291,69 @@ impl ColumnBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PostgreSQL's binary numeric: ndigits, weight, sign, dscale, then base-10000 digits.
+    fn numeric(weight: i16, sign: u16, dscale: u16, digits: &[i16]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for word in [digits.len() as i16, weight, sign as i16, dscale as i16] {
+            bytes.extend_from_slice(&word.to_be_bytes());
+        }
+        for digit in digits {
+            bytes.extend_from_slice(&digit.to_be_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn decodes_numeric_exactly() {
+        let check = |bytes: Vec<u8>, scale: i8, expected: Result<i128, &str>| {
+            assert_eq!(
+                PgNumeric(&bytes).scaled(scale),
+                expected.map_err(str::to_owned),
+                "{bytes:?} at scale {scale}"
+            );
+        };
+        check(numeric(0, 0, 2, &[1, 2500]), 2, Ok(125)); // 1.25
+        check(numeric(0, 0x4000, 2, &[120, 5000]), 2, Ok(-12050)); // -120.50
+        check(numeric(0, 0, 0, &[]), 2, Ok(0)); // 0
+        check(numeric(1, 0, 0, &[12, 3456]), 0, Ok(123_456)); // 123456
+        check(numeric(-1, 0, 4, &[5]), 4, Ok(5)); // 0.0005
+        check(numeric(-2, 0, 8, &[1]), 8, Ok(1)); // 0.00000001
+        // 38 nines at scale 0: ten words, the first holding two digits.
+        let mut nines = vec![99_i16];
+        nines.extend([9999; 9]);
+        check(numeric(9, 0, 0, &nines), 0, Ok(10_i128.pow(38) - 1));
+        check(
+            numeric(0, 0xC000, 0, &[]),
+            2,
+            Err("NaN cannot be a decimal"),
+        );
+        check(
+            numeric(0, 0xD000, 0, &[]),
+            2,
+            Err("an infinite value cannot be a decimal"),
+        );
+        check(
+            numeric(0, 0, 4, &[1, 2345]),
+            2,
+            Err("value has more digits than its declared scale"),
+        );
+        check(numeric(0, 0, 0, &[1]), 0, Ok(1));
+        check(vec![0, 1], 0, Err("truncated numeric value"));
+    }
+
+    #[test]
+    fn numeric_types_map_by_precision() {
+        let check = |type_name: &str, expected: Option<Kind>| {
+            assert_eq!(decimal_of(type_name), expected, "{type_name}")
+        };
+        check("numeric(10,2)", Some(Kind::Decimal(10, 2)));
+        check("numeric(38,0)", Some(Kind::Decimal(38, 0)));
+        check("numeric(5)", Some(Kind::Decimal(5, 0)));
+        check("numeric", None);
+        check("numeric(39,2)", None);
+        check("numeric(4,6)", None);
+    }
 
     #[test]
     fn identifiers_are_always_quoted() {
@@ -202,10 +366,12 @@ mod tests {
 
     #[test]
     fn unmapped_types_read_as_text_and_are_kept() {
-        let numeric = PgColumn::new("price".into(), 1700, "numeric(10,2)".into(), false);
+        let numeric = PgColumn::new("price".into(), 1700, "numeric".into(), false);
         assert!(numeric.read_as_text());
         assert_eq!(numeric.select_expr(), "\"price\"::text");
         assert_eq!(numeric.arrow_field().data_type(), &DataType::Utf8);
+        let uuid = PgColumn::new("key".into(), 2950, "uuid".into(), false);
+        assert!(uuid.read_as_text());
         let id = PgColumn::new("id".into(), 20, "bigint".into(), true);
         assert!(!id.read_as_text());
         assert_eq!(id.arrow_field(), Field::new("id", DataType::Int64, false));

@@ -21,7 +21,7 @@ fn columns() -> Vec<PgColumn> {
             false,
         ),
         PgColumn::new("at".into(), 1184, "timestamp with time zone".into(), false),
-        PgColumn::new("amount".into(), 1700, "numeric(10,2)".into(), false),
+        PgColumn::new("amount".into(), 1700, "numeric".into(), false),
         PgColumn::new("Mixed \"Case\"".into(), 16, "boolean".into(), false),
     ]
 }
