@@ -62,6 +62,16 @@ async fn ids(
         .map_err(|e| format!("{sql}: {e}"))
 }
 
+/// `SELECT id FROM <source>.t <tail>` through the pushing source and the local one.
+async fn pushed_and_local(
+    client: &Client,
+    tail: &str,
+) -> (Result<Vec<i64>, String>, Result<Vec<i64>, String>) {
+    let pushed = ids(client, &format!("SELECT id FROM pg.t {tail}"), &[]).await;
+    let local = ids(client, &format!("SELECT id FROM local.t {tail}"), &[]).await;
+    (pushed, local)
+}
+
 async fn explain(client: &Client, sql: &str) -> anyhow::Result<String> {
     let rows = client.simple_query(&format!("EXPLAIN {sql}")).await?;
     Ok(rows
@@ -152,18 +162,8 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
         "NOT (id > 3 OR name = 'name 1')",
     ];
     for predicate in predicates {
-        let pushed = ids(
-            &client,
-            &format!("SELECT id FROM pg.t WHERE {predicate} ORDER BY id"),
-            &[],
-        )
-        .await;
-        let local = ids(
-            &client,
-            &format!("SELECT id FROM local.t WHERE {predicate} ORDER BY id"),
-            &[],
-        )
-        .await;
+        let (pushed, local) =
+            pushed_and_local(&client, &format!("WHERE {predicate} ORDER BY id")).await;
         let direct = ids(
             &pg,
             &format!("SELECT id FROM t WHERE {predicate} ORDER BY id"),
@@ -183,18 +183,8 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
     // pushed and local agree, on DataFusion's semantics. (Reading char(n) trimmed, as
     // PostgreSQL compares it, is a type-mapping decision still open.)
     for predicate in ["code = 'ab'", "code = 'ab '", "code LIKE 'ab%'"] {
-        let pushed = ids(
-            &client,
-            &format!("SELECT id FROM pg.t WHERE {predicate} ORDER BY id"),
-            &[],
-        )
-        .await;
-        let local = ids(
-            &client,
-            &format!("SELECT id FROM local.t WHERE {predicate} ORDER BY id"),
-            &[],
-        )
-        .await;
+        let (pushed, local) =
+            pushed_and_local(&client, &format!("WHERE {predicate} ORDER BY id")).await;
         assert_eq!(pushed, local, "{predicate}");
     }
 
@@ -305,11 +295,11 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
         ("amount::text, id", "amount::text COLLATE \"C\", id", 10),
     ];
     for (order, direct_order, limit) in top_n {
-        let query = |table: &str| {
-            format!("SELECT id FROM {table} WHERE id < 100000 ORDER BY {order} LIMIT {limit}")
-        };
-        let pushed = ids(&client, &query("pg.t"), &[]).await;
-        let local = ids(&client, &query("local.t"), &[]).await;
+        let (pushed, local) = pushed_and_local(
+            &client,
+            &format!("WHERE id < 100000 ORDER BY {order} LIMIT {limit}"),
+        )
+        .await;
         let direct = ids(
             &pg,
             &format!("SELECT id FROM t WHERE id < 100000 ORDER BY {direct_order} LIMIT {limit}"),
@@ -343,18 +333,8 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
             plan.contains("SortExec"),
             "ORDER BY {order} must stay local:\n{plan}"
         );
-        let pushed = ids(
-            &client,
-            &format!("SELECT id FROM pg.t ORDER BY {order}, id LIMIT 4"),
-            &[],
-        )
-        .await;
-        let local = ids(
-            &client,
-            &format!("SELECT id FROM local.t ORDER BY {order}, id LIMIT 4"),
-            &[],
-        )
-        .await;
+        let (pushed, local) =
+            pushed_and_local(&client, &format!("ORDER BY {order}, id LIMIT 4")).await;
         assert_eq!(pushed, local, "ORDER BY {order}");
     }
 

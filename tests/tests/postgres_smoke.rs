@@ -42,19 +42,10 @@ async fn exact_text_rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<O
 
 /// The rows of `sql` in PostgreSQL's text format, normalized (see [`normalize`]).
 async fn text_rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
-    Ok(client
-        .simple_query(sql)
-        .await
-        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?
+    Ok(exact_text_rows(client, sql)
+        .await?
         .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| normalize(row.get(i).map(str::to_owned)))
-                    .collect(),
-            ),
-            _ => None,
-        })
+        .map(|row| row.into_iter().map(normalize).collect())
         .collect())
 }
 
