@@ -26,8 +26,9 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 pub enum SourceState {
     /// Discovery has not finished yet.
     Connecting,
-    /// The store answered; these are its namespaces and relations.
-    Ready(Vec<Namespace>),
+    /// The store answered; these are its namespaces and relations, shared so that table
+    /// lookups read them without copying.
+    Ready(Arc<Vec<Namespace>>),
     /// The last attempt to reach the store failed; it is retried in the background.
     Unavailable(String),
 }
@@ -79,7 +80,7 @@ impl Source {
                 if !matches!(self.state(), SourceState::Ready(_)) {
                     tracing::info!(source = %self.name(), "source is available");
                 }
-                self.set_state(SourceState::Ready(namespaces));
+                self.set_state(SourceState::Ready(Arc::new(namespaces)));
                 true
             }
             Err(error) => {

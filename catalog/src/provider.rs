@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
-use polygate_connector_core::{ConnectorError, SourceError, TableRef};
+use polygate_connector_core::{ConnectorError, Namespace, SourceError, TableRef};
 
 use crate::live::{Catalog, Source, SourceState};
 use crate::naming;
@@ -68,14 +68,11 @@ struct SourceSchema {
 }
 
 impl SourceSchema {
-    /// The namespace's name and relations, or why they are not known.
-    fn namespace(&self) -> Result<(String, Vec<String>), DataFusionError> {
+    /// The source's namespaces (this schema's is at `namespace_index`, if the source still
+    /// has it), or why they are not known.
+    fn namespaces(&self) -> Result<Arc<Vec<Namespace>>, DataFusionError> {
         match self.source.state() {
-            SourceState::Ready(mut namespaces) if self.namespace_index < namespaces.len() => {
-                let ns = namespaces.swap_remove(self.namespace_index);
-                Ok((ns.name, ns.tables))
-            }
-            SourceState::Ready(_) => Ok((String::new(), Vec::new())),
+            SourceState::Ready(namespaces) => Ok(namespaces),
             SourceState::Unavailable(reason) => Err(SourceError::into_datafusion(
                 self.source.name(),
                 ConnectorError::Unavailable(reason),
@@ -91,25 +88,32 @@ impl SourceSchema {
 #[async_trait]
 impl SchemaProvider for SourceSchema {
     fn table_names(&self) -> Vec<String> {
-        self.namespace()
-            .map(|(_, tables)| tables)
+        self.namespaces()
+            .ok()
+            .and_then(|n| n.get(self.namespace_index).map(|ns| ns.tables.clone()))
             .unwrap_or_default()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let (namespace, tables) = self.namespace()?;
-        if !tables.iter().any(|t| t == name) {
+        let namespaces = self.namespaces()?;
+        let Some(namespace) = namespaces
+            .get(self.namespace_index)
+            .filter(|ns| ns.tables.iter().any(|t| t == name))
+        else {
             return Ok(None);
-        }
+        };
         self.source
             .connector()
-            .table_provider(&TableRef::new(namespace, name))
+            .table_provider(&TableRef::new(namespace.name.clone(), name))
             .await
             .map(Some)
             .map_err(|e| SourceError::into_datafusion(self.source.name(), e))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.table_names().iter().any(|t| t == name)
+        self.namespaces().is_ok_and(|n| {
+            n.get(self.namespace_index)
+                .is_some_and(|ns| ns.tables.iter().any(|t| t == name))
+        })
     }
 }
