@@ -24,9 +24,10 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use futures::{StreamExt, TryStreamExt};
-use polygate_connector_core::{SourceError, TableRef};
+use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
 use crate::Remote;
+use crate::decode::{BatchAssembler, CopyDecoder};
 use crate::filter::{FilterSql, Param};
 use crate::order::order_by_sql;
 use crate::types::{PgColumn, quote_ident};
@@ -57,6 +58,23 @@ impl PostgresTable {
             schema,
             row_estimate,
         }
+    }
+
+    pub(crate) fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+
+    pub(crate) fn columns(&self) -> &[PgColumn] {
+        &self.columns
+    }
+
+    /// The relation's schema-qualified name, quoted.
+    pub(crate) fn quoted_name(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(&self.table.namespace),
+            quote_ident(&self.table.name)
+        )
     }
 }
 
@@ -102,21 +120,13 @@ impl TableProvider for PostgresTable {
         };
         let schema = Arc::new(self.schema.project(&indices)?);
         let columns: Vec<PgColumn> = indices.iter().map(|&i| self.columns[i].clone()).collect();
-        // count(*) needs rows but no columns: select a constant per row.
-        let select_list = if columns.is_empty() {
-            "1".to_owned()
-        } else {
-            columns
-                .iter()
-                .map(PgColumn::select_expr)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut base_sql = format!(
-            "SELECT {select_list} FROM {}.{}",
-            quote_ident(&self.table.namespace),
-            quote_ident(&self.table.name)
-        );
+        // count(*) needs rows but no columns: PostgreSQL selects empty rows.
+        let select_list = columns
+            .iter()
+            .map(PgColumn::select_expr)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut base_sql = format!("SELECT {select_list} FROM {}", self.quoted_name());
         // Only filters reported Exact reach the scan; each becomes one conjunct.
         let mut params: Vec<Param> = Vec::new();
         let mut conditions = Vec::new();
@@ -166,6 +176,28 @@ pub(crate) struct PostgresScanExec {
 }
 
 impl PostgresScanExec {
+    /// The scan of a whole statement compiled from a sub-plan, its output typed as `columns`.
+    pub(crate) fn for_statement(
+        remote: Arc<Remote>,
+        sql: String,
+        params: Vec<Param>,
+        columns: Vec<PgColumn>,
+        schema: SchemaRef,
+        batch_size: usize,
+    ) -> Self {
+        let partition = PostgresPartition {
+            remote,
+            base_sql: sql,
+            order_by: None,
+            limit: None,
+            params,
+            columns,
+            schema,
+            batch_size,
+        };
+        Self::new(Arc::new(partition), None, None)
+    }
+
     fn new(
         partition: Arc<PostgresPartition>,
         row_estimate: Option<usize>,
@@ -335,6 +367,67 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// The rows of a running statement, as they arrive.
+enum Rows {
+    /// `COPY ... TO STDOUT (FORMAT binary)`, in chunks of any size.
+    Copy(
+        std::pin::Pin<Box<tokio_postgres::CopyOutStream>>,
+        CopyDecoder,
+    ),
+    /// Binary `DataRow`s.
+    Data(std::pin::Pin<Box<tokio_postgres::RowStream>>),
+}
+
+/// A statement being read into batches, with what must live as long as it.
+struct Reading {
+    rows: Rows,
+    assembler: BatchAssembler,
+    /// The pooled session the statement runs on; back to the pool when reading ends.
+    _client: deadpool_postgres::Object,
+    cancel: CancelOnDrop,
+    done: bool,
+}
+
+impl Reading {
+    /// The next batch and the reading that follows it, or `None` at the end.
+    async fn next(mut self) -> Result<Option<(RecordBatch, Self)>, ConnectorError> {
+        loop {
+            if let Some(batch) = self.assembler.pop() {
+                return Ok(Some((batch, self)));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match &mut self.rows {
+                Rows::Copy(stream, decoder) => match stream.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk.map_err(|e| crate::query_error(&e))?;
+                        decoder.feed(&chunk, &mut self.assembler)?;
+                    }
+                    None => {
+                        decoder.finish()?;
+                        self.end()?;
+                    }
+                },
+                Rows::Data(stream) => match stream.next().await {
+                    Some(row) => {
+                        let row = row.map_err(|e| crate::query_error(&e))?;
+                        self.assembler.append_row(&row)?;
+                    }
+                    None => self.end()?,
+                },
+            }
+        }
+    }
+
+    /// The statement completed: nothing left to cancel, the last rows make a batch.
+    fn end(&mut self) -> Result<(), ConnectorError> {
+        self.cancel.disarm();
+        self.done = true;
+        self.assembler.flush()
+    }
+}
+
 /// One remote query, streamed.
 #[derive(Debug, Clone)]
 struct PostgresPartition {
@@ -366,16 +459,21 @@ impl PostgresPartition {
     }
 
     /// Runs the statement, turning rows into batches as they arrive.
+    ///
+    /// A statement without parameters is read through `COPY ... TO STDOUT (FORMAT binary)`,
+    /// the server's fastest way out; one with parameters (which COPY cannot take) as binary
+    /// rows of an extended-protocol query.
     fn stream(&self) -> SendableRecordBatchStream {
         let remote = Arc::clone(&self.remote);
         let sql = self.sql();
         let params = self.params.clone();
-        let columns = self.columns.clone();
-        let schema = Arc::clone(&self.schema);
-        let batch_size = self.batch_size.max(1);
         let source = self.remote.source.clone();
         let fail = move |e| SourceError::into_datafusion(source.clone(), e);
-        let fail_rows = fail.clone();
+        let assembler = BatchAssembler::new(
+            self.columns.clone(),
+            Arc::clone(&self.schema),
+            self.batch_size,
+        );
         let batches = futures::stream::once(async move {
             let client = remote.connect().await.map_err(&fail)?;
             // Armed before the statement is sent: PostgreSQL does not flush BindComplete
@@ -385,47 +483,31 @@ impl PostgresPartition {
             // that (the client went away, a limit was met, the query failed elsewhere), the
             // guard cancels the statement on the server.
             let cancel = CancelOnDrop(Some(client.cancel_token()));
-            let rows = client
-                .query_raw(sql.as_str(), params.iter().map(Param::as_sql))
-                .await
-                .map_err(|e| fail(crate::query_error(&e)))?;
-            let rows = futures::stream::unfold(
-                (Box::pin(rows), client, cancel),
-                |(mut rows, client, mut cancel)| async move {
-                    match rows.next().await {
-                        Some(row) => Some((row, (rows, client, cancel))),
-                        None => {
-                            cancel.disarm();
-                            None
-                        }
-                    }
-                },
-            );
-            Ok::<_, DataFusionError>(rows)
-        })
-        .map_ok(move |rows| {
-            let columns = columns.clone();
-            let schema = Arc::clone(&schema);
-            let fail = fail_rows.clone();
-            rows.chunks(batch_size).map(move |chunk| {
-                let mut builders: Vec<_> = columns.iter().map(|c| c.builder(chunk.len())).collect();
-                let mut count = 0;
-                for row in chunk {
-                    let row = row.map_err(|e| fail(crate::query_error(&e)))?;
-                    for (i, builder) in builders.iter_mut().enumerate() {
-                        builder.append(&row, i).map_err(&fail)?;
-                    }
-                    count += 1;
-                }
-                let arrays = builders.iter_mut().map(|b| b.finish()).collect();
-                let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
-                    .with_row_count(Some(count));
-                Ok(RecordBatch::try_new_with_options(
-                    Arc::clone(&schema),
-                    arrays,
-                    &options,
-                )?)
-            })
+            let rows = if params.is_empty() {
+                let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+                let stream = client
+                    .copy_out(copy.as_str())
+                    .await
+                    .map_err(|e| fail(crate::query_error(&e)))?;
+                Rows::Copy(Box::pin(stream), CopyDecoder::new())
+            } else {
+                let stream = client
+                    .query_raw(sql.as_str(), params.iter().map(Param::as_sql))
+                    .await
+                    .map_err(|e| fail(crate::query_error(&e)))?;
+                Rows::Data(Box::pin(stream))
+            };
+            let reading = Reading {
+                rows,
+                assembler,
+                _client: client,
+                cancel,
+                done: false,
+            };
+            Ok::<_, DataFusionError>(futures::stream::try_unfold(reading, move |reading| {
+                let fail = fail.clone();
+                async move { reading.next().await.map_err(fail) }
+            }))
         })
         .try_flatten();
         Box::pin(RecordBatchStreamAdapter::new(

@@ -2,14 +2,11 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
     Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
-use polygate_connector_core::ConnectorError;
-use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
 
 /// How a column is read: the Arrow type, and the decoding that fills it.
@@ -42,6 +39,67 @@ pub(crate) struct PgColumn {
     kind: Kind,
     /// Whether the column is fetched as its text form (types without a native mapping yet).
     as_text: bool,
+    /// How SQL refers to the column when it is not the relation's own (a derived table's
+    /// column, already converted): then it is used as is.
+    reference: Option<String>,
+}
+
+impl Kind {
+    /// The Arrow type values of this kind are read as.
+    fn data_type(self) -> DataType {
+        match self {
+            Self::Bool => DataType::Boolean,
+            Self::Int16 => DataType::Int16,
+            Self::Int32 => DataType::Int32,
+            Self::Int64 => DataType::Int64,
+            Self::Float32 => DataType::Float32,
+            Self::Float64 => DataType::Float64,
+            Self::Text => DataType::Utf8,
+            Self::Decimal(precision, scale) => DataType::Decimal128(precision, scale),
+            Self::Date => DataType::Date32,
+            Self::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Self::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+
+    /// The kind that reads `data_type`, if there is one.
+    fn of_arrow(data_type: &DataType) -> Option<Self> {
+        Some(match data_type {
+            DataType::Boolean => Self::Bool,
+            DataType::Int16 => Self::Int16,
+            DataType::Int32 => Self::Int32,
+            DataType::Int64 => Self::Int64,
+            DataType::Float32 => Self::Float32,
+            DataType::Float64 => Self::Float64,
+            DataType::Utf8 => Self::Text,
+            DataType::Decimal128(precision, scale) if (0..=*precision as i8).contains(scale) => {
+                Self::Decimal(*precision, *scale)
+            }
+            DataType::Date32 => Self::Date,
+            DataType::Timestamp(TimeUnit::Microsecond, None) => Self::Timestamp,
+            DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) if zone.as_ref() == "UTC" => {
+                Self::TimestampTz
+            }
+            _ => return None,
+        })
+    }
+
+    /// The PostgreSQL type whose binary values this kind decodes.
+    fn pg_type(self) -> String {
+        match self {
+            Self::Bool => "bool".into(),
+            Self::Int16 => "int2".into(),
+            Self::Int32 => "int4".into(),
+            Self::Int64 => "int8".into(),
+            Self::Float32 => "float4".into(),
+            Self::Float64 => "float8".into(),
+            Self::Text => "text".into(),
+            Self::Decimal(precision, scale) => format!("numeric({precision},{scale})"),
+            Self::Date => "date".into(),
+            Self::Timestamp => "timestamp".into(),
+            Self::TimestampTz => "timestamptz".into(),
+        }
+    }
 }
 
 impl PgColumn {
@@ -67,6 +125,7 @@ impl PgColumn {
             blank_padded: oid == Type::BPCHAR.oid(),
             kind: native.unwrap_or(Kind::Text),
             as_text: native.is_none(),
+            reference: None,
         }
     }
 
@@ -81,24 +140,49 @@ impl PgColumn {
     }
 
     pub(crate) fn arrow_field(&self) -> Field {
-        let data_type = match self.kind {
-            Kind::Bool => DataType::Boolean,
-            Kind::Int16 => DataType::Int16,
-            Kind::Int32 => DataType::Int32,
-            Kind::Int64 => DataType::Int64,
-            Kind::Float32 => DataType::Float32,
-            Kind::Float64 => DataType::Float64,
-            Kind::Text => DataType::Utf8,
-            Kind::Decimal(precision, scale) => DataType::Decimal128(precision, scale),
-            Kind::Date => DataType::Date32,
-            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            Kind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        };
-        Field::new(&self.name, data_type, !self.not_null)
+        Field::new(&self.name, self.kind.data_type(), !self.not_null)
+    }
+
+    /// A column of a derived relation (a sub-query of a pushed sub-plan), read from SQL
+    /// `reference` as `data_type`, or `None` when polygate cannot read that Arrow type back.
+    pub(crate) fn derived(
+        name: impl Into<String>,
+        data_type: &DataType,
+        blank_padded: bool,
+        reference: String,
+    ) -> Option<Self> {
+        let kind = Kind::of_arrow(data_type)?;
+        Some(Self {
+            name: name.into(),
+            type_name: kind.pg_type(),
+            not_null: false,
+            blank_padded,
+            kind,
+            as_text: false,
+            reference: Some(reference),
+        })
+    }
+
+    /// The same column under another SQL reference.
+    pub(crate) fn referenced_as(&self, reference: String) -> Self {
+        Self {
+            as_text: false,
+            reference: Some(reference),
+            type_name: self.kind.pg_type(),
+            ..self.clone()
+        }
+    }
+
+    /// The PostgreSQL type values of this column are read as.
+    pub(crate) fn pg_type(&self) -> String {
+        self.kind.pg_type()
     }
 
     /// The column in a select list: its quoted name, cast to text where it is read as text.
     pub(crate) fn select_expr(&self) -> String {
+        if let Some(reference) = &self.reference {
+            return reference.clone();
+        }
         let quoted = quote_ident(&self.name);
         if self.as_text {
             format!("{quoted}::text")
@@ -211,10 +295,29 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The value of column `index` of `row`, or NULL.
-fn value<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<Option<T>, ConnectorError> {
-    row.try_get::<_, Option<T>>(index)
-        .map_err(|e| crate::query_error(&e))
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01), in which the binary format
+/// counts timestamps.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// Days from the Unix epoch to PostgreSQL's.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// A value in PostgreSQL's binary format, of any type: the bytes the decoders below read.
+pub(crate) struct RawValue<'a>(pub(crate) &'a [u8]);
+
+impl<'a> FromSql<'a> for RawValue<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// The `N` bytes of a fixed-width value.
+fn fixed<const N: usize>(raw: &[u8]) -> Result<[u8; N], String> {
+    raw.try_into()
+        .map_err(|_| format!("expected {N} bytes in the binary value, got {}", raw.len()))
 }
 
 /// Accumulates one column of a batch.
@@ -233,43 +336,63 @@ pub(crate) enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    /// Appends the value of column `index` of `row`.
-    pub(crate) fn append(&mut self, row: &Row, index: usize) -> Result<(), ConnectorError> {
+    /// Appends one value in PostgreSQL's binary format, `None` being NULL.
+    ///
+    /// Decodes straight from the bytes the server sent: no allocation per value.
+    pub(crate) fn append_raw(&mut self, raw: Option<&[u8]>) -> Result<(), String> {
+        let Some(raw) = raw else {
+            self.append_null();
+            return Ok(());
+        };
         match self {
-            Self::Bool(b) => b.append_option(value::<bool>(row, index)?),
-            Self::Int16(b) => b.append_option(value::<i16>(row, index)?),
-            Self::Int32(b) => b.append_option(value::<i32>(row, index)?),
-            Self::Int64(b) => b.append_option(value::<i64>(row, index)?),
-            Self::Float32(b) => b.append_option(value::<f32>(row, index)?),
-            Self::Float64(b) => b.append_option(value::<f64>(row, index)?),
-            Self::Text(b) => b.append_option(value::<&str>(row, index)?),
-            Self::Decimal(b, scale) => {
-                let numeric = value::<PgNumeric>(row, index)?;
-                let scaled = numeric
-                    .map(|n| n.scaled(*scale))
-                    .transpose()
-                    .map_err(|message| {
-                        ConnectorError::InvalidData(format!(
-                            "column {}: {message}",
-                            row.columns()[index].name()
-                        ))
-                    })?;
-                b.append_option(scaled)
-            }
-            Self::Date(b) => b.append_option(
-                value::<NaiveDate>(row, index)?
-                    .map(|d| (d - NaiveDate::default()).num_days() as i32),
+            Self::Bool(b) => b.append_value(fixed::<1>(raw)?[0] != 0),
+            Self::Int16(b) => b.append_value(i16::from_be_bytes(fixed(raw)?)),
+            Self::Int32(b) => b.append_value(i32::from_be_bytes(fixed(raw)?)),
+            Self::Int64(b) => b.append_value(i64::from_be_bytes(fixed(raw)?)),
+            Self::Float32(b) => b.append_value(f32::from_be_bytes(fixed(raw)?)),
+            Self::Float64(b) => b.append_value(f64::from_be_bytes(fixed(raw)?)),
+            Self::Text(b) => b.append_value(
+                std::str::from_utf8(raw).map_err(|e| format!("text is not UTF-8: {e}"))?,
             ),
+            Self::Decimal(b, scale) => b.append_value(PgNumeric(raw).scaled(*scale)?),
+            Self::Date(b) => {
+                let days = i32::from_be_bytes(fixed(raw)?);
+                if days == i32::MAX || days == i32::MIN {
+                    return Err("an infinite date has no Arrow value".to_owned());
+                }
+                b.append_value(
+                    days.checked_add(PG_EPOCH_DAYS)
+                        .ok_or("date out of Arrow's range")?,
+                )
+            }
             Self::Timestamp(b) => {
-                let micros = if *row.columns()[index].type_() == Type::TIMESTAMPTZ {
-                    value::<DateTime<Utc>>(row, index)?.map(|t| t.timestamp_micros())
-                } else {
-                    value::<NaiveDateTime>(row, index)?.map(|t| t.and_utc().timestamp_micros())
-                };
-                b.append_option(micros)
+                let micros = i64::from_be_bytes(fixed(raw)?);
+                if micros == i64::MAX || micros == i64::MIN {
+                    return Err("an infinite timestamp has no Arrow value".to_owned());
+                }
+                b.append_value(
+                    micros
+                        .checked_add(PG_EPOCH_MICROS)
+                        .ok_or("timestamp out of Arrow's range")?,
+                )
             }
         }
         Ok(())
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Self::Bool(b) => b.append_null(),
+            Self::Int16(b) => b.append_null(),
+            Self::Int32(b) => b.append_null(),
+            Self::Int64(b) => b.append_null(),
+            Self::Float32(b) => b.append_null(),
+            Self::Float64(b) => b.append_null(),
+            Self::Text(b) => b.append_null(),
+            Self::Decimal(b, _) => b.append_null(),
+            Self::Date(b) => b.append_null(),
+            Self::Timestamp(b) => b.append_null(),
+        }
     }
 
     pub(crate) fn finish(&mut self) -> ArrayRef {
