@@ -10,6 +10,7 @@ pub mod config;
 mod live;
 pub mod naming;
 mod provider;
+pub mod pushdown;
 
 pub use config::{CatalogConfig, CatalogError, ConfigError, GatewayConfig, SourceConfig};
 pub use live::{Catalog, ReloadSummary, SourceState, SourceStatus};

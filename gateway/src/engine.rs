@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use polygate_catalog::Catalog;
+use polygate_catalog::pushdown::with_sub_plan_pushdown;
 
 use crate::errors::GatewayError;
 
@@ -47,7 +48,11 @@ impl Engine {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(database, "public")
             .with_information_schema(false);
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::clone(&self.runtime))
+            .with_default_features();
+        let ctx = SessionContext::new_with_state(with_sub_plan_pushdown(state).build());
         ctx.register_catalog(database, self.catalog.catalog_provider());
         ctx
     }

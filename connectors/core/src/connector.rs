@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use serde::de::DeserializeOwned;
 
+use crate::subplan::SourceFinder;
 use crate::{ConnectorError, OptionError};
 
 /// One remote namespace (a PostgreSQL schema, a Mongo database, a directory) and the relations
@@ -103,4 +104,10 @@ pub trait ConnectorFactory: Send + Sync {
         context: &SourceContext,
         options: Self::Options,
     ) -> Result<Arc<dyn Connector>, OptionError>;
+
+    /// How the [`SubPlanRule`](crate::subplan::SubPlanRule) recognises this kind's tables,
+    /// for a kind whose store can run whole sub-plans; `None` for the others.
+    fn source_finder() -> Option<SourceFinder> {
+        None
+    }
 }

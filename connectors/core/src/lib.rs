@@ -8,6 +8,7 @@
 
 mod connector;
 mod error;
+pub mod subplan;
 
 pub use connector::{Connector, ConnectorFactory, Namespace, SourceContext, TableRef};
 pub use error::{ConnectorError, OptionError, SourceError};

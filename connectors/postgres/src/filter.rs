@@ -20,7 +20,8 @@
 //! Values never enter the SQL text: each is a bind parameter (`$n`) with an explicit cast.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use datafusion::common::ScalarValue;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
 use tokio_postgres::types::ToSql;
 
@@ -83,6 +84,9 @@ enum Comparable {
 /// Builds one SQL condition, numbering parameters from `first_param`.
 pub(crate) struct FilterSql<'a> {
     columns: &'a [PgColumn],
+    /// The schema `columns` are the fields of, when column references are resolved by their
+    /// qualified names (a derived relation, whose columns may share names), not by name alone.
+    schema: Option<&'a DFSchema>,
     sql: String,
     params: Vec<Param>,
     first_param: usize,
@@ -93,6 +97,7 @@ impl<'a> FilterSql<'a> {
     pub(crate) fn new(columns: &'a [PgColumn], first_param: usize) -> Self {
         Self {
             columns,
+            schema: None,
             sql: String::new(),
             params: Vec::new(),
             first_param,
@@ -106,6 +111,20 @@ impl<'a> FilterSql<'a> {
         expr: &Expr,
     ) -> Option<(String, Vec<Param>)> {
         let mut builder = Self::new(columns, first_param);
+        builder.condition(expr)?;
+        Some((builder.sql, builder.params))
+    }
+
+    /// Translates `expr` over a derived relation: `columns` are the fields of `schema`, in
+    /// order.
+    pub(crate) fn translate_in(
+        columns: &'a [PgColumn],
+        schema: &'a DFSchema,
+        first_param: usize,
+        expr: &Expr,
+    ) -> Option<(String, Vec<Param>)> {
+        let mut builder = Self::new(columns, first_param);
+        builder.schema = Some(schema);
         builder.condition(expr)?;
         Some((builder.sql, builder.params))
     }
@@ -127,6 +146,15 @@ impl<'a> FilterSql<'a> {
                 }
                 _ => self.comparison(left, *op, right),
             },
+            // A boolean column is a condition of its own.
+            Expr::Column(_) => {
+                let column = self.column(expr)?;
+                if column.arrow_field().data_type() != &DataType::Boolean {
+                    return None;
+                }
+                self.sql.push_str(&format!("({})", column.select_expr()));
+                Some(())
+            }
             Expr::Not(inner) => {
                 self.sql.push_str("(NOT ");
                 self.condition(inner)?;
@@ -285,7 +313,10 @@ impl<'a> FilterSql<'a> {
     /// The relation's column `expr` names, if it is a bare column reference.
     fn column(&self, expr: &Expr) -> Option<&'a PgColumn> {
         match expr {
-            Expr::Column(column) => self.columns.iter().find(|c| c.name == column.name),
+            Expr::Column(column) => match self.schema {
+                Some(schema) => self.columns.get(schema.maybe_index_of_column(column)?),
+                None => self.columns.iter().find(|c| c.name == column.name),
+            },
             _ => None,
         }
     }
@@ -339,9 +370,8 @@ fn comparable(column: &PgColumn) -> Comparable {
         return Comparable::No;
     }
     match column.arrow_field().data_type() {
-        datafusion::arrow::datatypes::DataType::Utf8 => Comparable::EqualityOnly,
-        datafusion::arrow::datatypes::DataType::Float32
-        | datafusion::arrow::datatypes::DataType::Float64 => Comparable::No,
+        DataType::Utf8 => Comparable::EqualityOnly,
+        DataType::Float32 | DataType::Float64 => Comparable::No,
         _ => Comparable::Ordered,
     }
 }

@@ -5,10 +5,12 @@
 //! only the columns a query needs. Values travel as query parameters or quoted identifiers,
 //! never spliced text, and every remote session is read-only with UTC as its time zone.
 
+mod decode;
 mod filter;
 mod options;
 mod order;
 mod scan;
+mod subplan;
 mod types;
 
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use datafusion::catalog::TableProvider;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
+use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, Namespace, OptionError, SourceContext, TableRef,
 };
@@ -42,6 +45,13 @@ impl ConnectorFactory for PostgresConnectorFactory {
         options: PostgresOptions,
     ) -> Result<Arc<dyn Connector>, OptionError> {
         Ok(Arc::new(PostgresConnector::new(context, options)?))
+    }
+
+    fn source_finder() -> Option<SourceFinder> {
+        Some(|provider| {
+            let table = provider.downcast_ref::<PostgresTable>()?;
+            Some(Arc::clone(table.remote()) as Arc<dyn SubPlanSource>)
+        })
     }
 }
 

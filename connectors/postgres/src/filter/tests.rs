@@ -226,3 +226,20 @@ fn numbering_starts_where_asked() {
         .expect("pushed");
     assert_eq!(sql, "(\"id\" BETWEEN $4::int8 AND $5::int8)");
 }
+
+#[test]
+fn boolean_columns_are_conditions() {
+    check(
+        col("Mixed \"Case\""),
+        Some(("(\"Mixed \"\"Case\"\"\")", vec![])),
+    );
+    check(
+        (!col("Mixed \"Case\"")).or(col("id").eq(lit(1_i64))),
+        Some((
+            "((NOT (\"Mixed \"\"Case\"\"\")) OR (\"id\" = $1::int8))",
+            vec![Param::Int64(1)],
+        )),
+    );
+    // Only booleans: a bare column of another type is not a condition.
+    check(col("id"), None);
+}

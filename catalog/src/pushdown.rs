@@ -1,0 +1,26 @@
+//! Sub-plan pushdown for every connector kind that supports it.
+
+use std::sync::Arc;
+
+use datafusion::execution::SessionStateBuilder;
+use polygate_connector_core::ConnectorFactory;
+use polygate_connector_core::subplan::{SubPlanQueryPlanner, SubPlanRule};
+use polygate_connector_files::FilesConnectorFactory;
+use polygate_connector_postgres::PostgresConnectorFactory;
+
+/// Adds the rule that hands single-source sub-plans (aggregates, joins, unions) to the
+/// sources able to run them, and the planner for the nodes it leaves.
+///
+/// The rule goes after DataFusion's own optimizer rules, so that the sub-plans it sees have
+/// their filters pushed and their columns pruned.
+pub fn with_sub_plan_pushdown(builder: SessionStateBuilder) -> SessionStateBuilder {
+    let finders = [
+        FilesConnectorFactory::source_finder(),
+        PostgresConnectorFactory::source_finder(),
+    ];
+    builder
+        .with_optimizer_rule(Arc::new(SubPlanRule::new(
+            finders.into_iter().flatten().collect(),
+        )))
+        .with_query_planner(Arc::new(SubPlanQueryPlanner))
+}
