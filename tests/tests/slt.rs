@@ -23,7 +23,7 @@ async fn sqllogictest_files_pass_against_the_demo() -> anyhow::Result<()> {
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))
                     .expect("connects to the gateway");
-                Ok::<_, tokio_postgres::Error>(PgSlt::new(client, "polygate"))
+                Ok::<_, polygate_tests::slt::SltError>(PgSlt::new(client, "polygate"))
             }
         });
         if let Err(error) = runner.run_file_async(file).await {
