@@ -14,8 +14,9 @@ pub struct PostgresOptions {
     /// How long to wait for the server to accept a connection (default 5).
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
-    /// Whether filters are evaluated by PostgreSQL where that is exact (default true). Off,
-    /// every filter is evaluated by polygate: slower, for comparing and diagnosing.
+    /// Whether filters, sorts, limits, aggregates, joins and unions are run by PostgreSQL where
+    /// that is exact (default true). Off, polygate reads the columns a query needs and does
+    /// the rest itself: slower, for comparing and diagnosing.
     #[serde(default = "default_true")]
     pub pushdown: bool,
     /// At most this many sessions to the server at once (default 8); queries beyond wait.

@@ -549,3 +549,6 @@ fn argument_sql(input: &[PgColumn], schema: &DFSchema, arg: &Expr) -> Option<(St
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
