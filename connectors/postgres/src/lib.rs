@@ -30,6 +30,8 @@ use tokio_postgres::{Client, NoTls};
 
 pub use options::PostgresOptions;
 
+use options::glob_matches;
+
 use scan::PostgresTable;
 use types::PgColumn;
 
@@ -60,6 +62,8 @@ impl ConnectorFactory for PostgresConnectorFactory {
 pub struct PostgresConnector {
     remote: Arc<Remote>,
     schemas: Vec<String>,
+    include: Vec<String>,
+    exclude: Vec<String>,
 }
 
 /// How long a query waits for a free connection of a source's pool before failing.
@@ -104,8 +108,15 @@ impl PostgresConnector {
         })?;
         let connect_timeout = Duration::from_secs(options.connect_timeout_secs);
         // Read-only and UTC for every remote session, whatever the server's defaults are.
+        let mut session_options = "-c default_transaction_read_only=on -c TimeZone=UTC".to_owned();
+        if options.statement_timeout_secs > 0 {
+            session_options.push_str(&format!(
+                " -c statement_timeout={}s",
+                options.statement_timeout_secs
+            ));
+        }
         config
-            .options("-c default_transaction_read_only=on -c TimeZone=UTC")
+            .options(&session_options)
             .application_name("polygate")
             .connect_timeout(connect_timeout);
         if options.schemas.is_empty() {
@@ -136,7 +147,15 @@ impl PostgresConnector {
                 pushdown: options.pushdown,
             }),
             schemas: options.schemas,
+            include: options.include,
+            exclude: options.exclude,
         })
+    }
+
+    /// Whether the include and exclude patterns expose table `name`.
+    fn exposes(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| glob_matches(p, name)))
+            && !self.exclude.iter().any(|p| glob_matches(p, name))
     }
 
     /// PostgreSQL's estimate of the relation's row count (`reltuples`), if it has one: tables
@@ -265,6 +284,7 @@ impl Connector for PostgresConnector {
                     .iter()
                     .filter(|r| r.get::<_, &str>(0) == schema)
                     .map(|r| r.get::<_, String>(1))
+                    .filter(|table| self.exposes(table))
                     .collect(),
             })
             .collect())
@@ -274,6 +294,12 @@ impl Connector for PostgresConnector {
         &self,
         table: &TableRef,
     ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
+        if !self.exposes(&table.name) {
+            return Err(ConnectorError::NotFound(format!(
+                "{}.{}",
+                self.remote.source, table
+            )));
+        }
         let client = self.connect().await?;
         let columns = self.columns(&client, table).await?;
         let row_estimate = Self::row_estimate(&client, table).await?;

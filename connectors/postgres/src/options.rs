@@ -22,6 +22,51 @@ pub struct PostgresOptions {
     /// At most this many sessions to the server at once (default 8); queries beyond wait.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// The server cancels a remote statement running longer than this (default 0: no limit).
+    #[serde(default)]
+    pub statement_timeout_secs: u64,
+    /// Only tables whose names match one of these patterns (`*` any run of characters, `?`
+    /// one character) are exposed (default: every table).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Tables whose names match one of these patterns are not exposed, even if included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Whether `name` matches the glob `pattern`: `*` matches any run of characters, `?` one
+/// character, anything else itself (case-sensitively, as PostgreSQL names are).
+pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    // Backtracking over the last `*`: linear in practice, never exponential.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some('?') => {
+                p += 1;
+                n += 1;
+            }
+            Some(&c) if c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((star_p, star_n)) => {
+                    p = star_p + 1;
+                    n = star_n + 1;
+                    star = Some((star_p, star_n + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 fn default_pool_size() -> usize {
@@ -38,4 +83,31 @@ fn default_schemas() -> Vec<String> {
 
 fn default_connect_timeout() -> u64 {
     5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_matches;
+
+    #[test]
+    fn globs_match_whole_names() {
+        let cases = [
+            ("orders", "orders", true),
+            ("orders", "orders_2024", false),
+            ("orders*", "orders_2024", true),
+            ("*_2024", "orders_2024", true),
+            ("*_2024", "orders_2023", false),
+            ("o?ders", "orders", true),
+            ("o?ders", "oders", false),
+            ("*", "", true),
+            ("", "", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("Orders", "orders", false),
+            ("*tmp*", "a_tmp_b", true),
+        ];
+        for (pattern, name, expected) in cases {
+            assert_eq!(glob_matches(pattern, name), expected, "{pattern} ~ {name}");
+        }
+    }
 }

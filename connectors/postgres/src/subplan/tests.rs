@@ -22,6 +22,9 @@ fn remote(pushdown: bool) -> Arc<Remote> {
         connect_timeout_secs: 1,
         pushdown,
         pool_size: 1,
+        statement_timeout_secs: 0,
+        include: Vec::new(),
+        exclude: Vec::new(),
     };
     let connector = PostgresConnector::new(&context, options).expect("valid options");
     Arc::clone(&connector.remote)

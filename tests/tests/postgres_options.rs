@@ -1,0 +1,94 @@
+//! Source options of the `postgres` kind that change what a source exposes or allows,
+//! against a real PostgreSQL.
+
+use polygate_tests::backends::{self, Backend, PgDatabase};
+use polygate_tests::gateway::TestGateway;
+
+/// The names of the tables the gateway lists for source `pg`.
+fn listed(gateway: &TestGateway) -> Vec<String> {
+    let mut names: Vec<String> = gateway
+        .catalog
+        .status()
+        .into_iter()
+        .filter(|s| s.name == "pg")
+        .flat_map(|s| s.tables)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_and_exclude_patterns_choose_the_tables() -> anyhow::Result<()> {
+    let Some(admin) = backends::require(Backend::Postgres, "include_and_exclude") else {
+        return Ok(());
+    };
+    let db = PgDatabase::create(&admin, "include_exclude").await?;
+    db.client()
+        .await?
+        .batch_execute(
+            "CREATE TABLE keep_a (id int8); CREATE TABLE keep_b (id int8);
+             CREATE TABLE tmp_x (id int8); CREATE TABLE other (id int8);",
+        )
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("catalog.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\ninclude = [\"keep_*\", \"tmp_?\"]\nexclude = [\"*_b\"]\n",
+            db.url
+        ),
+    )?;
+    let gateway = TestGateway::start(&path).await?;
+    assert_eq!(listed(&gateway), ["pg.keep_a", "pg.tmp_x"]);
+    let client = gateway.connect().await?;
+    client.simple_query("SELECT * FROM pg.keep_a").await?;
+    for hidden in ["keep_b", "other"] {
+        let error = client
+            .simple_query(&format!("SELECT * FROM pg.{hidden}"))
+            .await
+            .expect_err("an excluded table is not there");
+        assert_eq!(error.code().map(|c| c.code()), Some("42P01"), "{error:?}");
+    }
+    drop(gateway);
+    db.drop_database().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_stops_long_remote_statements() -> anyhow::Result<()> {
+    let Some(admin) = backends::require(Backend::Postgres, "statement_timeout") else {
+        return Ok(());
+    };
+    let db = PgDatabase::create(&admin, "statement_timeout").await?;
+    db.client()
+        .await?
+        .batch_execute("CREATE VIEW slow AS SELECT pg_sleep(30)::text AS slept, 1::int8 AS n")
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("catalog.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\nstatement_timeout_secs = 1\n",
+            db.url
+        ),
+    )?;
+    let gateway = TestGateway::start(&path).await?;
+    let client = gateway.connect().await?;
+    let started = std::time::Instant::now();
+    let error = client
+        .simple_query("SELECT n FROM pg.slow")
+        .await
+        .expect_err("the server cancels the statement");
+    let message = error
+        .as_db_error()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("statement timeout"), "{message}");
+    // Well before the 30 s the statement would have run (no timing threshold beyond that).
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
+    drop(gateway);
+    db.drop_database().await?;
+    Ok(())
+}
