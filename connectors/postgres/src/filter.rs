@@ -366,7 +366,7 @@ impl<'a> FilterSql<'a> {
 }
 
 fn comparable(column: &PgColumn) -> Comparable {
-    if column.is_blank_padded() {
+    if !column.compares_exactly() {
         return Comparable::No;
     }
     match column.arrow_field().data_type() {

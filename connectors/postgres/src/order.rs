@@ -25,7 +25,7 @@ pub(crate) fn order_by_sql(columns: &[PgColumn], order: &[PhysicalSortExpr]) -> 
         .iter()
         .map(|sort| {
             let column = columns.get(sort.expr.downcast_ref::<Column>()?.index())?;
-            if column.is_blank_padded() {
+            if !column.compares_exactly() {
                 return None;
             }
             let collate = match column.arrow_field().data_type() {

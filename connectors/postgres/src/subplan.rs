@@ -144,13 +144,9 @@ fn references(columns: &[PgColumn]) -> Vec<String> {
 }
 
 /// Whether PostgreSQL compares, groups and deduplicates values of `column` exactly as
-/// DataFusion: not floats (`-0.0`, `NaN`), not `char(n)` (trailing blanks).
+/// DataFusion (see [`PgColumn::compares_exactly`]).
 fn has_exact_equality(column: &PgColumn) -> bool {
-    !column.is_blank_padded()
-        && !matches!(
-            column.arrow_field().data_type(),
-            DataType::Float32 | DataType::Float64
-        )
+    column.compares_exactly()
 }
 
 impl Compiler<'_> {
@@ -429,7 +425,7 @@ fn column_of<'c>(columns: &'c [PgColumn], schema: &DFSchema, expr: &Expr) -> Opt
 
 /// One ORDER BY term, where PostgreSQL orders exactly as DataFusion (see [`crate::order`]).
 fn order_term(column: &PgColumn, descending: bool, nulls_first: bool) -> Option<String> {
-    if column.is_blank_padded() {
+    if !column.compares_exactly() {
         return None;
     }
     let collate = match column.arrow_field().data_type() {
@@ -500,7 +496,10 @@ fn aggregate_sql(
             Some(format!("sum({distinct}{argument})"))
         }
         "min" | "max" => {
-            if is_float || column.is_blank_padded() || data_type == DataType::Boolean {
+            // PostgreSQL has no min/max of booleans or bytea.
+            if !column.compares_exactly()
+                || matches!(data_type, DataType::Boolean | DataType::Binary)
+            {
                 return None;
             }
             let collate = if data_type == DataType::Utf8 {

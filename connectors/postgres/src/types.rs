@@ -6,7 +6,10 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
     Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::array::{
+    BinaryBuilder, IntervalMonthDayNanoBuilder, Time64MicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit};
 use tokio_postgres::types::{FromSql, Type};
 
 /// How a column is read: the Arrow type, and the decoding that fills it.
@@ -24,6 +27,9 @@ enum Kind {
     Date,
     Timestamp,
     TimestampTz,
+    Time,
+    Bytes,
+    Interval,
 }
 
 /// One column of a remote relation.
@@ -37,8 +43,10 @@ pub(crate) struct PgColumn {
     /// `char(n)`: PostgreSQL compares it ignoring trailing blanks.
     blank_padded: bool,
     kind: Kind,
-    /// Whether the column is fetched as its text form (types without a native mapping yet).
+    /// Whether the column is fetched as its text form.
     as_text: bool,
+    /// Whether that is only because the type has no mapping yet.
+    fallback: bool,
     /// How SQL refers to the column when it is not the relation's own (a derived table's
     /// column, already converted): then it is used as is.
     reference: Option<String>,
@@ -59,6 +67,9 @@ impl Kind {
             Self::Date => DataType::Date32,
             Self::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             Self::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Self::Time => DataType::Time64(TimeUnit::Microsecond),
+            Self::Bytes => DataType::Binary,
+            Self::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
         }
     }
 
@@ -80,6 +91,9 @@ impl Kind {
             DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) if zone.as_ref() == "UTC" => {
                 Self::TimestampTz
             }
+            DataType::Time64(TimeUnit::Microsecond) => Self::Time,
+            DataType::Binary => Self::Bytes,
+            DataType::Interval(IntervalUnit::MonthDayNano) => Self::Interval,
             _ => return None,
         })
     }
@@ -98,6 +112,9 @@ impl Kind {
             Self::Date => "date".into(),
             Self::Timestamp => "timestamp".into(),
             Self::TimestampTz => "timestamptz".into(),
+            Self::Time => "time".into(),
+            Self::Bytes => "bytea".into(),
+            Self::Interval => "interval".into(),
         }
     }
 }
@@ -116,8 +133,30 @@ impl PgColumn {
             Some(Type::NUMERIC) => decimal_of(&type_name),
             Some(Type::TIMESTAMP) => Some(Kind::Timestamp),
             Some(Type::TIMESTAMPTZ) => Some(Kind::TimestampTz),
+            Some(Type::TIME) => Some(Kind::Time),
+            Some(Type::BYTEA) => Some(Kind::Bytes),
+            // Intervals decode natively (`Kind::Interval`), but the gateway's present wire
+            // encoder (arrow-pg 0.16) sends a NULL interval as a zero interval: until the
+            // gateway encodes them itself they are read in PostgreSQL's text form.
+            Some(Type::INTERVAL) => None,
             _ => None,
         };
+        // Types whose text form is their mapping: identifiers, documents and addresses that
+        // read and compare as the strings PostgreSQL prints.
+        let textual = matches!(
+            Type::from_oid(oid),
+            Some(
+                Type::UUID
+                    | Type::JSON
+                    | Type::JSONB
+                    | Type::INET
+                    | Type::CIDR
+                    | Type::MACADDR
+                    | Type::MACADDR8
+                    | Type::XML
+                    | Type::INTERVAL
+            )
+        );
         Self {
             name,
             type_name,
@@ -125,18 +164,23 @@ impl PgColumn {
             blank_padded: oid == Type::BPCHAR.oid(),
             kind: native.unwrap_or(Kind::Text),
             as_text: native.is_none(),
+            fallback: native.is_none() && !textual,
             reference: None,
         }
     }
 
-    /// Whether the column has no native mapping and is read as text (never dropped).
+    /// Whether the column is read as text only because its type has no mapping yet (it is
+    /// never dropped); types mapped to their text form by design are not.
     pub(crate) fn read_as_text(&self) -> bool {
-        self.as_text
+        self.fallback
     }
 
-    /// Whether the column is `char(n)`, whose comparisons ignore trailing blanks.
-    pub(crate) fn is_blank_padded(&self) -> bool {
-        self.blank_padded
+    /// Whether PostgreSQL compares, sorts and deduplicates values of this column as
+    /// DataFusion does for its Arrow values. Not floats (`-0.0`, `NaN`), `char(n)` (trailing
+    /// blanks) or intervals (PostgreSQL equates `1 day` and `24 hours`, DataFusion compares
+    /// fields).
+    pub(crate) fn compares_exactly(&self) -> bool {
+        !self.blank_padded && !matches!(self.kind, Kind::Float32 | Kind::Float64 | Kind::Interval)
     }
 
     pub(crate) fn arrow_field(&self) -> Field {
@@ -159,6 +203,7 @@ impl PgColumn {
             blank_padded,
             kind,
             as_text: false,
+            fallback: false,
             reference: Some(reference),
         })
     }
@@ -167,6 +212,7 @@ impl PgColumn {
     pub(crate) fn referenced_as(&self, reference: String) -> Self {
         Self {
             as_text: false,
+            fallback: false,
             reference: Some(reference),
             type_name: self.kind.pg_type(),
             ..self.clone()
@@ -215,6 +261,13 @@ impl PgColumn {
             Kind::TimestampTz => ColumnBuilder::Timestamp(
                 TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
             ),
+            Kind::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
+            Kind::Bytes => {
+                ColumnBuilder::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16))
+            }
+            Kind::Interval => {
+                ColumnBuilder::Interval(IntervalMonthDayNanoBuilder::with_capacity(capacity))
+            }
         }
     }
 }
@@ -333,6 +386,9 @@ pub(crate) enum ColumnBuilder {
     Decimal(Decimal128Builder, i8),
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
+    Time(Time64MicrosecondBuilder),
+    Bytes(BinaryBuilder),
+    Interval(IntervalMonthDayNanoBuilder),
 }
 
 impl ColumnBuilder {
@@ -365,6 +421,37 @@ impl ColumnBuilder {
                         .ok_or("date out of Arrow's range")?,
                 )
             }
+            Self::Time(b) => b.append_value(i64::from_be_bytes(fixed(raw)?)),
+            Self::Bytes(b) => b.append_value(raw),
+            Self::Interval(b) => {
+                let raw = fixed::<16>(raw)?;
+                let [
+                    m0,
+                    m1,
+                    m2,
+                    m3,
+                    m4,
+                    m5,
+                    m6,
+                    m7,
+                    d0,
+                    d1,
+                    d2,
+                    d3,
+                    n0,
+                    n1,
+                    n2,
+                    n3,
+                ] = raw;
+                let micros = i64::from_be_bytes([m0, m1, m2, m3, m4, m5, m6, m7]);
+                b.append_value(IntervalMonthDayNano {
+                    months: i32::from_be_bytes([n0, n1, n2, n3]),
+                    days: i32::from_be_bytes([d0, d1, d2, d3]),
+                    nanoseconds: micros
+                        .checked_mul(1000)
+                        .ok_or("interval out of Arrow's range")?,
+                })
+            }
             Self::Timestamp(b) => {
                 let micros = i64::from_be_bytes(fixed(raw)?);
                 if micros == i64::MAX || micros == i64::MIN {
@@ -392,6 +479,9 @@ impl ColumnBuilder {
             Self::Decimal(b, _) => b.append_null(),
             Self::Date(b) => b.append_null(),
             Self::Timestamp(b) => b.append_null(),
+            Self::Time(b) => b.append_null(),
+            Self::Bytes(b) => b.append_null(),
+            Self::Interval(b) => b.append_null(),
         }
     }
 
@@ -407,6 +497,9 @@ impl ColumnBuilder {
             Self::Decimal(b, _) => Arc::new(b.finish()),
             Self::Date(b) => Arc::new(b.finish()),
             Self::Timestamp(b) => Arc::new(b.finish()),
+            Self::Time(b) => Arc::new(b.finish()),
+            Self::Bytes(b) => Arc::new(b.finish()),
+            Self::Interval(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -479,6 +572,43 @@ mod tests {
     }
 
     #[test]
+    fn binary_values_decode_into_arrow() {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::{IntervalMonthDayNanoType, Time64MicrosecondType};
+
+        let mut interval = ColumnBuilder::Interval(IntervalMonthDayNanoBuilder::new());
+        // 1 year 2 mons 3 days 04:05:06.789: microseconds, days, months.
+        let mut raw = 14_706_789_000_i64.to_be_bytes().to_vec();
+        raw.extend_from_slice(&3_i32.to_be_bytes());
+        raw.extend_from_slice(&14_i32.to_be_bytes());
+        interval.append_raw(Some(&raw)).expect("decodes");
+        interval.append_raw(None).expect("NULL");
+        assert!(interval.append_raw(Some(&raw[..12])).is_err());
+        let array = interval.finish();
+        let array = array.as_primitive::<IntervalMonthDayNanoType>();
+        assert_eq!(
+            array.value(0),
+            IntervalMonthDayNano::new(14, 3, 14_706_789_000_000)
+        );
+        assert!(array.is_null(1));
+
+        let mut time = ColumnBuilder::Time(Time64MicrosecondBuilder::new());
+        time.append_raw(Some(&86_399_999_999_i64.to_be_bytes()))
+            .expect("decodes");
+        let array = time.finish();
+        assert_eq!(
+            array.as_primitive::<Time64MicrosecondType>().value(0),
+            86_399_999_999
+        );
+
+        let mut timestamp = ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new());
+        let error = timestamp
+            .append_raw(Some(&i64::MAX.to_be_bytes()))
+            .expect_err("infinity");
+        assert!(error.contains("infinite timestamp"), "{error}");
+    }
+
+    #[test]
     fn identifiers_are_always_quoted() {
         let check = |name: &str, expected: &str| assert_eq!(quote_ident(name), expected);
         check("orders", "\"orders\"");
@@ -493,8 +623,15 @@ mod tests {
         assert!(numeric.read_as_text());
         assert_eq!(numeric.select_expr(), "\"price\"::text");
         assert_eq!(numeric.arrow_field().data_type(), &DataType::Utf8);
+        // A type mapped to its text form by design: read as text, without a notice.
         let uuid = PgColumn::new("key".into(), 2950, "uuid".into(), false);
-        assert!(uuid.read_as_text());
+        assert!(!uuid.read_as_text());
+        assert_eq!(uuid.select_expr(), "\"key\"::text");
+        assert_eq!(uuid.arrow_field().data_type(), &DataType::Utf8);
+        // A type with no mapping: read as text, with a notice.
+        let point = PgColumn::new("at".into(), 600, "point".into(), false);
+        assert!(point.read_as_text());
+        assert_eq!(point.select_expr(), "\"at\"::text");
         let id = PgColumn::new("id".into(), 20, "bigint".into(), true);
         assert!(!id.read_as_text());
         assert_eq!(id.arrow_field(), Field::new("id", DataType::Int64, false));
