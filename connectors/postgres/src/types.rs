@@ -2,18 +2,22 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::NullBufferBuilder;
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
     Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::array::{
-    BinaryBuilder, IntervalMonthDayNanoBuilder, Time64MicrosecondBuilder,
+    BinaryBuilder, IntervalMonthDayNanoBuilder, ListArray, Time64MicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, IntervalMonthDayNano, IntervalUnit, TimeUnit,
+};
 use tokio_postgres::types::{FromSql, Type};
 
 /// How a column is read: the Arrow type, and the decoding that fills it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Bool,
     Int16,
@@ -30,6 +34,8 @@ enum Kind {
     Time,
     Bytes,
     Interval,
+    /// A one-dimensional array of the element kind.
+    List(Box<Kind>),
 }
 
 /// One column of a remote relation.
@@ -54,7 +60,7 @@ pub(crate) struct PgColumn {
 
 impl Kind {
     /// The Arrow type values of this kind are read as.
-    fn data_type(self) -> DataType {
+    fn data_type(&self) -> DataType {
         match self {
             Self::Bool => DataType::Boolean,
             Self::Int16 => DataType::Int16,
@@ -63,13 +69,16 @@ impl Kind {
             Self::Float32 => DataType::Float32,
             Self::Float64 => DataType::Float64,
             Self::Text => DataType::Utf8,
-            Self::Decimal(precision, scale) => DataType::Decimal128(precision, scale),
+            Self::Decimal(precision, scale) => DataType::Decimal128(*precision, *scale),
             Self::Date => DataType::Date32,
             Self::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             Self::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             Self::Time => DataType::Time64(TimeUnit::Microsecond),
             Self::Bytes => DataType::Binary,
             Self::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            Self::List(element) => {
+                DataType::List(Arc::new(Field::new("item", element.data_type(), true)))
+            }
         }
     }
 
@@ -99,7 +108,7 @@ impl Kind {
     }
 
     /// The PostgreSQL type whose binary values this kind decodes.
-    fn pg_type(self) -> String {
+    fn pg_type(&self) -> String {
         match self {
             Self::Bool => "bool".into(),
             Self::Int16 => "int2".into(),
@@ -109,6 +118,7 @@ impl Kind {
             Self::Float64 => "float8".into(),
             Self::Text => "text".into(),
             Self::Decimal(precision, scale) => format!("numeric({precision},{scale})"),
+            Self::List(element) => format!("{}[]", element.pg_type()),
             Self::Date => "date".into(),
             Self::Timestamp => "timestamp".into(),
             Self::TimestampTz => "timestamptz".into(),
@@ -121,26 +131,7 @@ impl Kind {
 
 impl PgColumn {
     pub(crate) fn new(name: String, oid: u32, type_name: String, not_null: bool) -> Self {
-        let native = match Type::from_oid(oid) {
-            Some(Type::BOOL) => Some(Kind::Bool),
-            Some(Type::INT2) => Some(Kind::Int16),
-            Some(Type::INT4) => Some(Kind::Int32),
-            Some(Type::INT8) => Some(Kind::Int64),
-            Some(Type::FLOAT4) => Some(Kind::Float32),
-            Some(Type::FLOAT8) => Some(Kind::Float64),
-            Some(Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME) => Some(Kind::Text),
-            Some(Type::DATE) => Some(Kind::Date),
-            Some(Type::NUMERIC) => decimal_of(&type_name),
-            Some(Type::TIMESTAMP) => Some(Kind::Timestamp),
-            Some(Type::TIMESTAMPTZ) => Some(Kind::TimestampTz),
-            Some(Type::TIME) => Some(Kind::Time),
-            Some(Type::BYTEA) => Some(Kind::Bytes),
-            // Intervals decode natively (`Kind::Interval`), but the gateway's present wire
-            // encoder (arrow-pg 0.16) sends a NULL interval as a zero interval: until the
-            // gateway encodes them itself they are read in PostgreSQL's text form.
-            Some(Type::INTERVAL) => None,
-            _ => None,
-        };
+        let native = Self::kind_of(oid, &type_name);
         // Types whose text form is their mapping: identifiers, documents and addresses that
         // read and compare as the strings PostgreSQL prints.
         let textual = matches!(
@@ -162,10 +153,44 @@ impl PgColumn {
             type_name,
             not_null,
             blank_padded: oid == Type::BPCHAR.oid(),
-            kind: native.unwrap_or(Kind::Text),
+            kind: native.clone().unwrap_or(Kind::Text),
             as_text: native.is_none(),
             fallback: native.is_none() && !textual,
             reference: None,
+        }
+    }
+
+    /// The native kind of type `oid`, if it has one: arrays of native kinds are lists.
+    fn kind_of(oid: u32, type_name: &str) -> Option<Kind> {
+        let ty = Type::from_oid(oid)?;
+        if let tokio_postgres::types::Kind::Array(element) = ty.kind() {
+            // `numeric(p,s)[]` prints as `numeric(p,s)[]`: the element's precision is there.
+            let element_name = type_name.strip_suffix("[]").unwrap_or(type_name);
+            return match Self::kind_of(element.oid(), element_name)? {
+                // Arrays of arrays are multi-dimensional arrays, read as text.
+                Kind::List(_) => None,
+                element => Some(Kind::List(Box::new(element))),
+            };
+        }
+        match ty {
+            Type::BOOL => Some(Kind::Bool),
+            Type::INT2 => Some(Kind::Int16),
+            Type::INT4 => Some(Kind::Int32),
+            Type::INT8 => Some(Kind::Int64),
+            Type::FLOAT4 => Some(Kind::Float32),
+            Type::FLOAT8 => Some(Kind::Float64),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => Some(Kind::Text),
+            Type::DATE => Some(Kind::Date),
+            Type::NUMERIC => decimal_of(type_name),
+            Type::TIMESTAMP => Some(Kind::Timestamp),
+            Type::TIMESTAMPTZ => Some(Kind::TimestampTz),
+            Type::TIME => Some(Kind::Time),
+            Type::BYTEA => Some(Kind::Bytes),
+            // Intervals decode natively (`Kind::Interval`), but the gateway's present wire
+            // encoder (arrow-pg 0.16) sends a NULL interval as a zero interval: until the
+            // gateway encodes them itself they are read in PostgreSQL's text form.
+            Type::INTERVAL => None,
+            _ => None,
         }
     }
 
@@ -180,7 +205,11 @@ impl PgColumn {
     /// blanks) or intervals (PostgreSQL equates `1 day` and `24 hours`, DataFusion compares
     /// fields).
     pub(crate) fn compares_exactly(&self) -> bool {
-        !self.blank_padded && !matches!(self.kind, Kind::Float32 | Kind::Float64 | Kind::Interval)
+        !self.blank_padded
+            && !matches!(
+                self.kind,
+                Kind::Float32 | Kind::Float64 | Kind::Interval | Kind::List(_)
+            )
     }
 
     pub(crate) fn arrow_field(&self) -> Field {
@@ -238,7 +267,13 @@ impl PgColumn {
     }
 
     pub(crate) fn builder(&self, capacity: usize) -> ColumnBuilder {
-        match self.kind {
+        self.kind.builder(capacity)
+    }
+}
+
+impl Kind {
+    fn builder(&self, capacity: usize) -> ColumnBuilder {
+        match *self {
             Kind::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             Kind::Int16 => ColumnBuilder::Int16(Int16Builder::with_capacity(capacity)),
             Kind::Int32 => ColumnBuilder::Int32(Int32Builder::with_capacity(capacity)),
@@ -268,6 +303,12 @@ impl PgColumn {
             Kind::Interval => {
                 ColumnBuilder::Interval(IntervalMonthDayNanoBuilder::with_capacity(capacity))
             }
+            Kind::List(ref element) => ColumnBuilder::List(Box::new(ListColumn {
+                field: Arc::new(Field::new("item", element.data_type(), true)),
+                offsets: vec![0],
+                nulls: NullBufferBuilder::new(capacity),
+                values: element.builder(capacity),
+            })),
         }
     }
 }
@@ -389,6 +430,73 @@ pub(crate) enum ColumnBuilder {
     Time(Time64MicrosecondBuilder),
     Bytes(BinaryBuilder),
     Interval(IntervalMonthDayNanoBuilder),
+    List(Box<ListColumn>),
+}
+
+/// Accumulates a list column: the offsets and validity of the lists, and their elements.
+pub(crate) struct ListColumn {
+    field: FieldRef,
+    offsets: Vec<i32>,
+    nulls: NullBufferBuilder,
+    values: ColumnBuilder,
+}
+
+impl ListColumn {
+    /// Appends one array in PostgreSQL's binary format: dimensions, a has-nulls flag, the
+    /// element type, each dimension's length and lower bound, then the elements.
+    fn append(&mut self, raw: &[u8]) -> Result<(), String> {
+        let word = |at: usize| -> Result<i32, String> {
+            raw.get(at..at + 4)
+                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| "truncated array value".to_owned())
+        };
+        let dimensions = word(0)?;
+        let mut at = 12;
+        let length = match dimensions {
+            0 => 0,
+            1 => {
+                at += 8;
+                usize::try_from(word(12)?).map_err(|_| "invalid array length")?
+            }
+            _ => return Err("multi-dimensional arrays cannot be read as lists".to_owned()),
+        };
+        for _ in 0..length {
+            let size = word(at)?;
+            at += 4;
+            if size < 0 {
+                self.values.append_raw(None)?;
+                continue;
+            }
+            let end = at + size as usize;
+            let element = raw.get(at..end).ok_or("truncated array element")?;
+            self.values.append_raw(Some(element))?;
+            at = end;
+        }
+        let last = *self.offsets.last().unwrap_or(&0);
+        let next = i32::try_from(length)
+            .ok()
+            .and_then(|n| last.checked_add(n))
+            .ok_or("too many list elements in one batch")?;
+        self.offsets.push(next);
+        self.nulls.append_non_null();
+        Ok(())
+    }
+
+    fn append_null(&mut self) {
+        let last = *self.offsets.last().unwrap_or(&0);
+        self.offsets.push(last);
+        self.nulls.append_null();
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let offsets = OffsetBuffer::new(std::mem::replace(&mut self.offsets, vec![0]).into());
+        Arc::new(ListArray::new(
+            Arc::clone(&self.field),
+            offsets,
+            self.values.finish(),
+            self.nulls.finish(),
+        ))
+    }
 }
 
 impl ColumnBuilder {
@@ -422,6 +530,7 @@ impl ColumnBuilder {
                 )
             }
             Self::Time(b) => b.append_value(i64::from_be_bytes(fixed(raw)?)),
+            Self::List(b) => b.append(raw)?,
             Self::Bytes(b) => b.append_value(raw),
             Self::Interval(b) => {
                 let raw = fixed::<16>(raw)?;
@@ -482,6 +591,7 @@ impl ColumnBuilder {
             Self::Time(b) => b.append_null(),
             Self::Bytes(b) => b.append_null(),
             Self::Interval(b) => b.append_null(),
+            Self::List(b) => b.append_null(),
         }
     }
 
@@ -500,6 +610,7 @@ impl ColumnBuilder {
             Self::Time(b) => Arc::new(b.finish()),
             Self::Bytes(b) => Arc::new(b.finish()),
             Self::Interval(b) => Arc::new(b.finish()),
+            Self::List(b) => b.finish(),
         }
     }
 }
