@@ -32,7 +32,7 @@ pub use options::PostgresOptions;
 
 use options::glob_matches;
 
-use scan::PostgresTable;
+use scan::{PostgresTable, RelationSize};
 use types::PgColumn;
 
 /// Builds [`PostgresConnector`]s from `kind = "postgres"` sources.
@@ -79,9 +79,19 @@ pub(crate) struct Remote {
     connect_timeout: Duration,
     /// Whether filters may be evaluated by PostgreSQL.
     pub(crate) pushdown: bool,
+    /// The fewest pages a `ctid` range partition of a parallel scan reads.
+    pub(crate) partition_pages: u64,
+    /// Held while a parallel scan takes its sessions, so that two parallel scans never each
+    /// hold part of the pool while waiting for the rest.
+    pub(crate) parallel_sessions: tokio::sync::Mutex<()>,
 }
 
 impl Remote {
+    /// The most sessions the source's pool holds.
+    pub(crate) fn pool_size(&self) -> usize {
+        self.pool.status().max_size
+    }
+
     /// A session from the pool; it returns to the pool when dropped.
     pub(crate) async fn connect(&self) -> Result<Object, ConnectorError> {
         self.pool.get().await.map_err(|error| match error {
@@ -122,6 +132,9 @@ impl PostgresConnector {
         if options.schemas.is_empty() {
             return Err(OptionError::new("schemas", "must name at least one schema"));
         }
+        if options.partition_pages == 0 {
+            return Err(OptionError::new("partition_pages", "must be at least 1"));
+        }
         if options.pool_size == 0 {
             return Err(OptionError::new("pool_size", "must be at least 1"));
         }
@@ -145,6 +158,8 @@ impl PostgresConnector {
                 pool,
                 connect_timeout,
                 pushdown: options.pushdown,
+                partition_pages: options.partition_pages,
+                parallel_sessions: tokio::sync::Mutex::new(()),
             }),
             schemas: options.schemas,
             include: options.include,
@@ -158,24 +173,35 @@ impl PostgresConnector {
             && !self.exclude.iter().any(|p| glob_matches(p, name))
     }
 
-    /// PostgreSQL's estimate of the relation's row count (`reltuples`), if it has one: tables
-    /// never analyzed, and views, have none.
-    async fn row_estimate(
-        client: &Client,
-        table: &TableRef,
-    ) -> Result<Option<usize>, ConnectorError> {
+    /// What PostgreSQL knows of the relation's size: its row estimate (`reltuples`; tables
+    /// never analyzed, and views, have none), and its pages when it can be scanned in `ctid`
+    /// ranges (tables and materialized views on PostgreSQL 14 and later).
+    async fn size(client: &Client, table: &TableRef) -> Result<RelationSize, ConnectorError> {
         let row = client
             .query_opt(
-                "SELECT c.reltuples::float8 FROM pg_catalog.pg_class c \
+                "SELECT c.reltuples::float8, c.relpages::int8, c.relkind::text, \
+                 current_setting('server_version_num')::int4 \
+                 FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relname = $2",
                 &[&table.namespace, &table.name],
             )
             .await
             .map_err(|e| query_error(&e))?;
-        let estimate = row.map(|r| r.get::<_, f64>(0)).unwrap_or(-1.0);
-        // A negative reltuples means "never analyzed"; zero may mean the same on older servers.
-        Ok((estimate > 0.0).then_some(estimate as usize))
+        let Some(row) = row else {
+            return Ok(RelationSize::default());
+        };
+        let estimate: f64 = row.get(0);
+        let pages: i64 = row.get(1);
+        let kind: &str = row.get(2);
+        let version: i32 = row.get(3);
+        let ranges = matches!(kind, "r" | "m") && version >= 140_000 && pages > 0;
+        Ok(RelationSize {
+            // A negative reltuples means "never analyzed"; zero may mean the same on older
+            // servers.
+            rows: (estimate > 0.0).then_some(estimate as usize),
+            pages: ranges.then_some(pages as u64),
+        })
     }
 
     async fn connect(&self) -> Result<Object, ConnectorError> {
@@ -302,7 +328,7 @@ impl Connector for PostgresConnector {
         }
         let client = self.connect().await?;
         let columns = self.columns(&client, table).await?;
-        let row_estimate = Self::row_estimate(&client, table).await?;
+        let size = Self::size(&client, table).await?;
         let schema: SchemaRef = Arc::new(Schema::new(
             columns
                 .iter()
@@ -314,7 +340,7 @@ impl Connector for PostgresConnector {
             table.clone(),
             columns,
             schema,
-            row_estimate,
+            size,
         )))
     }
 }

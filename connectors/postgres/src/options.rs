@@ -22,6 +22,11 @@ pub struct PostgresOptions {
     /// At most this many sessions to the server at once (default 8); queries beyond wait.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
+    /// A table of at least twice this many pages (8 kB each) is scanned in parallel `ctid`
+    /// ranges of at least this many pages, up to the session's target partitions, on
+    /// PostgreSQL 14 and later (default 4096: 32 MB).
+    #[serde(default = "default_partition_pages")]
+    pub partition_pages: u64,
     /// The server cancels a remote statement running longer than this (default 0: no limit).
     #[serde(default)]
     pub statement_timeout_secs: u64,
@@ -67,6 +72,10 @@ pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == '*')
+}
+
+fn default_partition_pages() -> u64 {
+    4096
 }
 
 fn default_pool_size() -> usize {

@@ -26,6 +26,8 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
+use deadpool_postgres::Object;
+
 use crate::Remote;
 use crate::decode::{BatchAssembler, CopyDecoder};
 use crate::filter::{FilterSql, Param};
@@ -39,8 +41,16 @@ pub(crate) struct PostgresTable {
     table: TableRef,
     columns: Vec<PgColumn>,
     schema: SchemaRef,
-    /// PostgreSQL's estimate of the row count, for DataFusion's join ordering.
-    row_estimate: Option<usize>,
+    size: RelationSize,
+}
+
+/// What PostgreSQL knows of a relation's size.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RelationSize {
+    /// The estimated row count, for DataFusion's join ordering.
+    pub(crate) rows: Option<usize>,
+    /// The pages, when the relation can be scanned in `ctid` ranges.
+    pub(crate) pages: Option<u64>,
 }
 
 impl PostgresTable {
@@ -49,15 +59,33 @@ impl PostgresTable {
         table: TableRef,
         columns: Vec<PgColumn>,
         schema: SchemaRef,
-        row_estimate: Option<usize>,
+        size: RelationSize,
     ) -> Self {
         Self {
             remote,
             table,
             columns,
             schema,
-            row_estimate,
+            size,
         }
+    }
+
+    /// The `ctid` ranges a scan of the whole relation is split into: none (one partition)
+    /// for small relations, views, old servers and limited scans.
+    fn ranges(&self, state: &dyn Session, limit: Option<usize>) -> Vec<CtidRange> {
+        let Some(pages) = self.size.pages else {
+            return Vec::new();
+        };
+        if limit.is_some() {
+            return Vec::new();
+        }
+        let parts = (pages / self.remote.partition_pages)
+            .min(state.config().target_partitions() as u64)
+            .min(self.remote.pool_size() as u64);
+        if parts < 2 {
+            return Vec::new();
+        }
+        CtidRange::split(pages, parts)
     }
 
     pub(crate) fn remote(&self) -> &Arc<Remote> {
@@ -145,6 +173,9 @@ impl TableProvider for PostgresTable {
         let partition = Arc::new(PostgresPartition {
             remote: Arc::clone(&self.remote),
             base_sql,
+            has_where: !conditions.is_empty(),
+            ctid: None,
+            session: None,
             order_by: None,
             limit,
             params,
@@ -154,8 +185,9 @@ impl TableProvider for PostgresTable {
         });
         Ok(Arc::new(PostgresScanExec::new(
             partition,
-            self.row_estimate,
+            self.size.rows,
             None,
+            self.ranges(state, limit),
         )))
     }
 }
@@ -165,7 +197,12 @@ impl TableProvider for PostgresTable {
 /// EXPLAIN shows the statement as sent, values as `$n` with their types, never their contents.
 #[derive(Debug)]
 pub(crate) struct PostgresScanExec {
+    /// The statement, for the whole relation.
     partition: Arc<PostgresPartition>,
+    /// The `ctid` ranges of a parallel scan, one per partition; empty for one partition.
+    ranges: Vec<CtidRange>,
+    /// The sessions of a parallel scan, sharing one snapshot.
+    snapshot: Option<Arc<SharedSnapshot>>,
     /// PostgreSQL's estimate of the relation's rows.
     row_estimate: Option<usize>,
     /// The order the statement's ORDER BY guarantees, if it has one.
@@ -188,6 +225,9 @@ impl PostgresScanExec {
         let partition = PostgresPartition {
             remote,
             base_sql: sql,
+            has_where: false,
+            ctid: None,
+            session: None,
             order_by: None,
             limit: None,
             params,
@@ -195,13 +235,14 @@ impl PostgresScanExec {
             schema,
             batch_size,
         };
-        Self::new(Arc::new(partition), None, None)
+        Self::new(Arc::new(partition), None, None, Vec::new())
     }
 
     fn new(
         partition: Arc<PostgresPartition>,
         row_estimate: Option<usize>,
         ordering: Option<Vec<PhysicalSortExpr>>,
+        ranges: Vec<CtidRange>,
     ) -> Self {
         let schema = Arc::clone(&partition.schema);
         let equivalences = match &ordering {
@@ -210,7 +251,7 @@ impl PostgresScanExec {
         };
         let properties = PlanProperties::new(
             equivalences,
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(ranges.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         )
@@ -222,8 +263,16 @@ impl PostgresScanExec {
             (None, _) => Precision::Absent,
         };
         let statistics = Statistics::new_unknown(&partition.schema).with_num_rows(rows);
+        let snapshot = (ranges.len() > 1).then(|| {
+            Arc::new(SharedSnapshot::new(
+                Arc::clone(&partition.remote),
+                ranges.len(),
+            ))
+        });
         Self {
             partition,
+            ranges,
+            snapshot,
             row_estimate,
             ordering,
             properties: Arc::new(properties),
@@ -236,10 +285,17 @@ impl DisplayAs for PostgresScanExec {
     fn fmt_as(&self, _format: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
             f,
-            "PostgresScanExec: source={}, sql={}",
-            self.partition.remote.source,
-            self.partition.sql()
-        )
+            "PostgresScanExec: source={}",
+            self.partition.remote.source
+        )?;
+        if !self.ranges.is_empty() {
+            write!(
+                f,
+                ", partitions={} (ctid ranges, one snapshot)",
+                self.ranges.len()
+            )?;
+        }
+        write!(f, ", sql={}", self.partition.sql())
     }
 }
 
@@ -274,7 +330,13 @@ impl ExecutionPlan for PostgresScanExec {
             order_by: Some(order_by),
             ..(*self.partition).clone()
         };
-        let inner = Self::new(Arc::new(partition), self.row_estimate, Some(order.to_vec()));
+        // One statement for the whole relation: its rows come in that order.
+        let inner = Self::new(
+            Arc::new(partition),
+            self.row_estimate,
+            Some(order.to_vec()),
+            Vec::new(),
+        );
         Ok(SortOrderPushdownResult::Exact {
             inner: Arc::new(inner),
         })
@@ -289,10 +351,12 @@ impl ExecutionPlan for PostgresScanExec {
             limit,
             ..(*self.partition).clone()
         };
+        // A limit applies to the whole scan: one statement.
         Some(Arc::new(Self::new(
             Arc::new(partition),
             self.row_estimate,
             self.ordering.clone(),
+            Vec::new(),
         )))
     }
 
@@ -300,9 +364,17 @@ impl ExecutionPlan for PostgresScanExec {
         vec![]
     }
 
-    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
-        // One partition: its statistics are the scan's.
-        Ok(Arc::clone(&self.statistics))
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        match (partition, self.ranges.len()) {
+            (Some(_), parts) if parts > 1 => {
+                // Ranges of equal pages: an equal share of the estimate each.
+                let rows = self.statistics.num_rows.map(|rows| rows / parts);
+                Ok(Arc::new(
+                    Statistics::new_unknown(&self.partition.schema).with_num_rows(rows),
+                ))
+            }
+            _ => Ok(Arc::clone(&self.statistics)),
+        }
     }
 
     fn apply_expressions(
@@ -328,42 +400,23 @@ impl ExecutionPlan for PostgresScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return internal_err!("PostgresScanExec has one partition, asked for {partition}");
-        }
-        // Cooperative, so that a fast remote stream cannot starve the other tasks of a worker.
-        Ok(make_cooperative(self.partition.stream()))
-    }
-}
-
-/// Cancels a remote statement that is dropped before it finished.
-///
-/// Closing the connection alone would leave the statement running until the server next tries
-/// to send a row; a statement still sorting or aggregating would run to its end.
-struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
-
-impl CancelOnDrop {
-    /// The statement finished: nothing to cancel.
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some(token) = self.0.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
-                        tracing::debug!(%error, "could not cancel a remote statement");
-                    }
-                });
+        let stream = match (&self.snapshot, self.ranges.get(partition)) {
+            (Some(snapshot), Some(range)) => PostgresPartition {
+                ctid: Some(*range),
+                session: Some((Arc::clone(snapshot), partition)),
+                ..(*self.partition).clone()
             }
-            Err(_) => tracing::debug!("no runtime to cancel a remote statement from"),
-        }
+            .stream(),
+            (None, _) if partition == 0 => self.partition.stream(),
+            _ => {
+                return internal_err!(
+                    "PostgresScanExec has {} partitions, asked for {partition}",
+                    self.ranges.len().max(1)
+                );
+            }
+        };
+        // Cooperative, so that a fast remote stream cannot starve the other tasks of a worker.
+        Ok(make_cooperative(stream))
     }
 }
 
@@ -382,10 +435,90 @@ enum Rows {
 struct Reading {
     rows: Rows,
     assembler: BatchAssembler,
-    /// The pooled session the statement runs on; back to the pool when reading ends.
-    _client: deadpool_postgres::Object,
-    cancel: CancelOnDrop,
+    /// The session the statement runs on.
+    client: PooledSession,
     done: bool,
+}
+
+/// A session of the source's pool, and the statement it runs.
+///
+/// A session dropped while its statement runs cancels the statement on the server (closing the
+/// connection alone would leave a statement that sorts or aggregates running to its end) and
+/// is closed: were it pooled, the cancel request, which travels on a connection of its own,
+/// could reach the next statement it runs. A session in a transaction of its own (a parallel
+/// scan's snapshot) is committed at the end of its statement and closed if dropped before:
+/// never pooled inside a transaction.
+pub(crate) struct PooledSession {
+    client: Option<Object>,
+    transaction: bool,
+    /// The running statement's cancel token, while it runs.
+    cancel: Option<tokio_postgres::CancelToken>,
+}
+
+impl PooledSession {
+    fn new(client: Object, transaction: bool) -> Self {
+        Self {
+            client: Some(client),
+            transaction,
+            cancel: None,
+        }
+    }
+
+    /// A statement is about to be sent: cancel it if the session is dropped.
+    fn arm(&mut self) {
+        self.cancel = self.client.as_ref().map(|c| c.cancel_token());
+    }
+
+    /// The statement finished: nothing to cancel.
+    fn finished(&mut self) {
+        self.cancel = None;
+    }
+
+    /// Commits the session's transaction, if it has one.
+    async fn commit(&mut self) -> Result<(), ConnectorError> {
+        if self.transaction
+            && let Some(client) = &self.client
+        {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| crate::query_error(&e))?;
+            self.transaction = false;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for PooledSession {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        self.client
+            .as_ref()
+            .expect("a session is present until it is dropped")
+    }
+}
+
+impl Drop for PooledSession {
+    fn drop(&mut self) {
+        if let Some(token) = self.cancel.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
+                            tracing::debug!(%error, "could not cancel a remote statement");
+                        }
+                    });
+                }
+                Err(_) => tracing::debug!("no runtime to cancel a remote statement from"),
+            }
+        } else if !self.transaction {
+            return;
+        }
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
 }
 
 impl Reading {
@@ -406,7 +539,7 @@ impl Reading {
                     }
                     None => {
                         decoder.finish()?;
-                        self.end()?;
+                        self.end().await?;
                     }
                 },
                 Rows::Data(stream) => match stream.next().await {
@@ -414,15 +547,16 @@ impl Reading {
                         let row = row.map_err(|e| crate::query_error(&e))?;
                         self.assembler.append_row(&row)?;
                     }
-                    None => self.end()?,
+                    None => self.end().await?,
                 },
             }
         }
     }
 
     /// The statement completed: nothing left to cancel, the last rows make a batch.
-    fn end(&mut self) -> Result<(), ConnectorError> {
-        self.cancel.disarm();
+    async fn end(&mut self) -> Result<(), ConnectorError> {
+        self.client.finished();
+        self.client.commit().await?;
         self.done = true;
         self.assembler.flush()
     }
@@ -434,6 +568,12 @@ struct PostgresPartition {
     remote: Arc<Remote>,
     /// SELECT, FROM and WHERE.
     base_sql: String,
+    /// Whether `base_sql` has a WHERE clause.
+    has_where: bool,
+    /// The pages this partition reads, in a parallel scan.
+    ctid: Option<CtidRange>,
+    /// The session of a parallel scan this partition runs on, and its index.
+    session: Option<(Arc<SharedSnapshot>, usize)>,
     /// The ORDER BY clause, without its keywords.
     order_by: Option<String>,
     limit: Option<usize>,
@@ -447,6 +587,10 @@ impl PostgresPartition {
     /// The statement sent to PostgreSQL.
     fn sql(&self) -> String {
         let mut sql = self.base_sql.clone();
+        if let Some(range) = &self.ctid {
+            sql.push_str(if self.has_where { " AND " } else { " WHERE " });
+            sql.push_str(&range.condition());
+        }
         if let Some(order_by) = &self.order_by {
             sql.push_str(" ORDER BY ");
             sql.push_str(order_by);
@@ -474,34 +618,43 @@ impl PostgresPartition {
             Arc::clone(&self.schema),
             self.batch_size,
         );
+        let session = self.session.clone();
         let batches = futures::stream::once(async move {
-            let client = remote.connect().await.map_err(&fail)?;
+            let mut client = match &session {
+                Some((snapshot, index)) => snapshot.take(*index).await.map_err(&fail)?,
+                None => PooledSession::new(remote.connect().await.map_err(&fail)?, false),
+            };
             // Armed before the statement is sent: PostgreSQL does not flush BindComplete
             // before running the statement, so `query_raw` may wait until the first rows, and a
-            // scan dropped meanwhile must still cancel it. The client lives as long as the row
+            // scan dropped meanwhile must still cancel it. The session lives as long as the row
             // stream. When the stream ends the statement is done; when it is dropped before
             // that (the client went away, a limit was met, the query failed elsewhere), the
-            // guard cancels the statement on the server.
-            let cancel = CancelOnDrop(Some(client.cancel_token()));
-            let rows = if params.is_empty() {
+            // session cancels the statement on the server and is closed.
+            client.arm();
+            let started = if params.is_empty() {
                 let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
-                let stream = client
+                client
                     .copy_out(copy.as_str())
                     .await
-                    .map_err(|e| fail(crate::query_error(&e)))?;
-                Rows::Copy(Box::pin(stream), CopyDecoder::new())
+                    .map(|stream| Rows::Copy(Box::pin(stream), CopyDecoder::new()))
             } else {
-                let stream = client
+                client
                     .query_raw(sql.as_str(), params.iter().map(Param::as_sql))
                     .await
-                    .map_err(|e| fail(crate::query_error(&e)))?;
-                Rows::Data(Box::pin(stream))
+                    .map(|stream| Rows::Data(Box::pin(stream)))
+            };
+            let rows = match started {
+                Ok(rows) => rows,
+                Err(error) => {
+                    // Refused by the server: there is nothing left to cancel.
+                    client.finished();
+                    return Err(fail(crate::query_error(&error)));
+                }
             };
             let reading = Reading {
                 rows,
                 assembler,
-                _client: client,
-                cancel,
+                client,
                 done: false,
             };
             Ok::<_, DataFusionError>(futures::stream::try_unfold(reading, move |reading| {
@@ -514,5 +667,148 @@ impl PostgresPartition {
             Arc::clone(&self.schema),
             batches,
         ))
+    }
+}
+
+/// Pages `[start, end)` of a relation; `end` is `None` for the last range, which also reads
+/// pages added since the statistics were taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CtidRange {
+    start: u64,
+    end: Option<u64>,
+}
+
+impl CtidRange {
+    /// `pages` split into `parts` ranges of equal size, covering every page once.
+    fn split(pages: u64, parts: u64) -> Vec<Self> {
+        let parts = parts.max(1);
+        (0..parts)
+            .map(|i| Self {
+                start: pages * i / parts,
+                end: (i + 1 < parts).then(|| pages * (i + 1) / parts),
+            })
+            .collect()
+    }
+
+    /// The condition selecting the range's rows (a TID range scan on PostgreSQL 14+). The
+    /// bounds are numbers polygate computed, not user text.
+    fn condition(&self) -> String {
+        let mut condition = format!("\"ctid\" >= '({},0)'::tid", self.start);
+        if let Some(end) = self.end {
+            condition.push_str(&format!(" AND \"ctid\" < '({end},0)'::tid"));
+        }
+        condition
+    }
+}
+
+/// The sessions of one parallel scan, in transactions that share one snapshot: every
+/// partition sees the relation as of the same moment.
+///
+/// The first partition to start takes every session at once (under the source's
+/// `parallel_sessions` lock, so that concurrent parallel scans cannot each hold part of the
+/// pool while waiting for the rest), exports the first session's snapshot and imports it into
+/// the others, as `pg_dump --jobs` does. Sessions left untaken are closed, not pooled: they are
+/// inside a transaction (see [`PooledSession`]).
+pub(crate) struct SharedSnapshot {
+    remote: Arc<Remote>,
+    count: usize,
+    sessions: tokio::sync::OnceCell<Result<Vec<std::sync::Mutex<Option<PooledSession>>>, String>>,
+}
+
+impl std::fmt::Debug for SharedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSnapshot")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedSnapshot {
+    fn new(remote: Arc<Remote>, count: usize) -> Self {
+        Self {
+            remote,
+            count,
+            sessions: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The session of partition `index`, in its snapshot transaction.
+    async fn take(&self, index: usize) -> Result<PooledSession, ConnectorError> {
+        let sessions = self
+            .sessions
+            .get_or_init(|| async { self.open().await.map_err(|e| e.to_string()) })
+            .await
+            .as_ref()
+            .map_err(|e| ConnectorError::Unavailable(e.clone()))?;
+        let slot = sessions
+            .get(index)
+            .ok_or_else(|| ConnectorError::InvalidData(format!("no partition {index}")))?;
+        slot.lock()
+            .map_err(|_| ConnectorError::InvalidData("a partition failed to start".into()))?
+            .take()
+            .ok_or_else(|| ConnectorError::InvalidData(format!("partition {index} ran twice")))
+    }
+
+    /// Takes the scan's sessions and starts their transactions on one snapshot. A session
+    /// is closed, not pooled, if anything fails or the scan is dropped meanwhile.
+    async fn open(&self) -> Result<Vec<std::sync::Mutex<Option<PooledSession>>>, ConnectorError> {
+        const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+        let fail = |e: tokio_postgres::Error| crate::query_error(&e);
+        let mut sessions = Vec::with_capacity(self.count);
+        {
+            let _turn = self.remote.parallel_sessions.lock().await;
+            for _ in 0..self.count {
+                sessions.push(PooledSession::new(self.remote.connect().await?, true));
+            }
+        }
+        let leader = &sessions[0];
+        leader.batch_execute(BEGIN).await.map_err(fail)?;
+        let id: String = leader
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(fail)?
+            .get(0);
+        // A server-made identifier (`00000003-0000001B-1`); checked before it is quoted.
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(ConnectorError::InvalidData(format!(
+                "unexpected snapshot identifier {id:?}"
+            )));
+        }
+        for follower in &sessions[1..] {
+            follower
+                .batch_execute(&format!("{BEGIN}; SET TRANSACTION SNAPSHOT '{id}'"))
+                .await
+                .map_err(fail)?;
+        }
+        Ok(sessions
+            .into_iter()
+            .map(|s| std::sync::Mutex::new(Some(s)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CtidRange;
+
+    #[test]
+    fn ctid_ranges_cover_every_page_once() {
+        for (pages, parts) in [(10, 2), (61_000, 2), (7, 3), (100, 4), (5, 5)] {
+            let ranges = CtidRange::split(pages, parts);
+            assert_eq!(ranges.len() as u64, parts);
+            assert_eq!(ranges[0].start, 0);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].end, Some(pair[1].start), "{pages} in {parts}");
+            }
+            assert_eq!(ranges.last().and_then(|r| r.end), None);
+        }
+        assert_eq!(
+            CtidRange::split(10, 2)[1].condition(),
+            "\"ctid\" >= '(5,0)'::tid"
+        );
+        assert_eq!(
+            CtidRange::split(10, 2)[0].condition(),
+            "\"ctid\" >= '(0,0)'::tid AND \"ctid\" < '(5,0)'::tid"
+        );
     }
 }

@@ -9,6 +9,7 @@ use polygate_connector_core::subplan::{SubPlanQueryPlanner, SubPlanRule};
 use polygate_connector_core::{ConnectorFactory, SourceContext, TableRef};
 
 use super::*;
+use crate::scan::RelationSize;
 use crate::{PostgresConnector, PostgresConnectorFactory, PostgresOptions};
 
 fn remote(pushdown: bool) -> Arc<Remote> {
@@ -23,6 +24,7 @@ fn remote(pushdown: bool) -> Arc<Remote> {
         pushdown,
         pool_size: 1,
         statement_timeout_secs: 0,
+        partition_pages: 4096,
         include: Vec::new(),
         exclude: Vec::new(),
     };
@@ -42,7 +44,10 @@ fn table(remote: &Arc<Remote>, name: &str, columns: Vec<PgColumn>) -> Arc<Postgr
         TableRef::new("public", name),
         columns,
         schema,
-        Some(1000),
+        RelationSize {
+            rows: Some(1000),
+            pages: None,
+        },
     ))
 }
 
