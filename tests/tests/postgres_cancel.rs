@@ -161,3 +161,57 @@ async fn killed_client_and_limit_churn_leave_nothing_running() -> anyhow::Result
     database.drop_database().await?;
     Ok(())
 }
+
+/// A scan that fails in polygate (a value with no Arrow form) cancels its statement; the cancel
+/// request travels on a connection of its own and may land late, so the session it was sent
+/// for must never serve another statement. With one pooled session, every query after a
+/// failed one would otherwise risk being cancelled in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_statement_never_cancels_the_next_one() -> anyhow::Result<()> {
+    let Some(admin_url) = backends::require(Backend::Postgres, "cancel_next") else {
+        return Ok(());
+    };
+    let db = PgDatabase::create(&admin_url, "cancel_next").await?;
+    db.client()
+        .await?
+        .batch_execute(
+            // The statement that fails has already ended when its cancel request arrives:
+            // the request would hit whatever the session runs next.
+            "CREATE TABLE bad (id int8, at timestamp);
+             INSERT INTO bad VALUES (1, '2000-01-01'), (2, 'infinity');
+             CREATE TABLE good AS SELECT i AS id FROM generate_series(1, 200000) AS i;",
+        )
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("catalog.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npool_size = 1\n",
+            db.url
+        ),
+    )?;
+    let gateway = TestGateway::start(&path).await?;
+    let client = gateway.connect().await?;
+    for round in 0..20 {
+        let error = client
+            .simple_query("SELECT at FROM pg.bad")
+            .await
+            .expect_err("an infinite timestamp cannot be read");
+        let message = error
+            .as_db_error()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default();
+        assert!(
+            message.contains("infinite timestamp"),
+            "round {round}: {message}"
+        );
+        client
+            .simple_query("SELECT id FROM pg.good")
+            .await
+            .map_err(|e| anyhow::anyhow!("round {round}: {e:?}"))?;
+    }
+    drop(gateway);
+    db.drop_database().await?;
+    Ok(())
+}
