@@ -42,6 +42,14 @@ async fn main() -> anyhow::Result<()> {
     let engine = Engine::new(Arc::clone(&catalog));
 
     println!("rows: {rows}, runs per side: {runs}");
+    let explain = engine
+        .session("polygate")
+        .sql(&format!("EXPLAIN SELECT * FROM pg.{TABLE}"))
+        .await?
+        .collect()
+        .await?;
+    let plan = datafusion_plan_text(&explain);
+    println!("scan plan: {}", plan.trim());
     let copy_sql = format!("COPY (SELECT * FROM {TABLE}) TO STDOUT (FORMAT binary)");
     let (mut psql_copy, mut connector) = (Vec::new(), Vec::new());
     for _ in 0..runs {
@@ -107,7 +115,7 @@ async fn prepare(url: &str, rows: i64) -> anyhow::Result<()> {
         client
             .batch_execute(&statement)
             .await
-            .with_context(|| format!("{statement}: {:?}", "failed"))?;
+            .with_context(|| statement.clone())?;
     }
     Ok(())
 }
@@ -159,4 +167,20 @@ fn report(what: &str, reference: &str, base: &[Duration], subject: &str, measure
         measured.as_secs_f64(),
         measured.as_secs_f64() / base.as_secs_f64()
     );
+}
+
+/// The physical plan of an EXPLAIN result.
+fn datafusion_plan_text(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> String {
+    use datafusion::arrow::array::AsArray;
+    let mut text = String::new();
+    for batch in batches {
+        let kinds = batch.column(0).as_string::<i32>();
+        let plans = batch.column(1).as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            if kinds.value(row) == "physical_plan" {
+                text.push_str(plans.value(row));
+            }
+        }
+    }
+    text
 }
