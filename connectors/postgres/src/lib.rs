@@ -11,6 +11,7 @@ mod options;
 mod order;
 mod scan;
 mod subplan;
+mod tls;
 mod types;
 
 use std::sync::Arc;
@@ -26,9 +27,10 @@ use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, Namespace, OptionError, SourceContext, TableRef,
 };
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 pub use options::PostgresOptions;
+pub use tls::TlsMode;
 
 use options::glob_matches;
 
@@ -77,6 +79,8 @@ pub(crate) struct Remote {
     /// A bounded pool of sessions to the server, created lazily.
     pool: Pool,
     connect_timeout: Duration,
+    /// The TLS connector of the source's sessions, also for their cancel requests.
+    pub(crate) tls: tls::Connector,
     /// Whether filters may be evaluated by PostgreSQL.
     pub(crate) pushdown: bool,
     /// The fewest pages a `ctid` range partition of a parallel scan reads.
@@ -138,9 +142,15 @@ impl PostgresConnector {
         if options.pool_size == 0 {
             return Err(OptionError::new("pool_size", "must be at least 1"));
         }
+        let ca_file = options
+            .tls_ca_file
+            .as_ref()
+            .map(|f| context.base_dir.join(f));
+        let (tls, ssl_mode) = tls::connector(options.tls, ca_file.as_deref())?;
+        config.ssl_mode(ssl_mode);
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.0.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -157,6 +167,7 @@ impl PostgresConnector {
                 source: context.name.clone(),
                 pool,
                 connect_timeout,
+                tls,
                 pushdown: options.pushdown,
                 partition_pages: options.partition_pages,
                 parallel_sessions: tokio::sync::Mutex::new(()),

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::tls::TlsMode;
+
 /// `[sources.NAME]` with `kind = "postgres"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,13 @@ pub struct PostgresOptions {
     /// PostgreSQL 14 and later (default 4096: 32 MB).
     #[serde(default = "default_partition_pages")]
     pub partition_pages: u64,
+    /// TLS to the server: `disable`, `prefer` (default), `require` or `verify-full`.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// The CA certificate (PEM) a `verify-full` server's certificate must be signed by,
+    /// relative to catalog.toml's directory.
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// The server cancels a remote statement running longer than this (default 0: no limit).
     #[serde(default)]
     pub statement_timeout_secs: u64,

@@ -453,14 +453,17 @@ pub(crate) struct PooledSession {
     transaction: bool,
     /// The running statement's cancel token, while it runs.
     cancel: Option<tokio_postgres::CancelToken>,
+    /// How cancel requests reach the server: as the session did.
+    tls: crate::tls::Connector,
 }
 
 impl PooledSession {
-    fn new(client: Object, transaction: bool) -> Self {
+    fn new(remote: &Remote, client: Object, transaction: bool) -> Self {
         Self {
             client: Some(client),
             transaction,
             cancel: None,
+            tls: remote.tls.clone(),
         }
     }
 
@@ -504,8 +507,9 @@ impl Drop for PooledSession {
         if let Some(token) = self.cancel.take() {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
+                    let tls = self.tls.0.clone();
                     runtime.spawn(async move {
-                        if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
+                        if let Err(error) = token.cancel_query(tls).await {
                             tracing::debug!(%error, "could not cancel a remote statement");
                         }
                     });
@@ -622,7 +626,7 @@ impl PostgresPartition {
         let batches = futures::stream::once(async move {
             let mut client = match &session {
                 Some((snapshot, index)) => snapshot.take(*index).await.map_err(&fail)?,
-                None => PooledSession::new(remote.connect().await.map_err(&fail)?, false),
+                None => PooledSession::new(&remote, remote.connect().await.map_err(&fail)?, false),
             };
             // Armed before the statement is sent: PostgreSQL does not flush BindComplete
             // before running the statement, so `query_raw` may wait until the first rows, and a
@@ -758,7 +762,11 @@ impl SharedSnapshot {
         {
             let _turn = self.remote.parallel_sessions.lock().await;
             for _ in 0..self.count {
-                sessions.push(PooledSession::new(self.remote.connect().await?, true));
+                sessions.push(PooledSession::new(
+                    &self.remote,
+                    self.remote.connect().await?,
+                    true,
+                ));
             }
         }
         let leader = &sessions[0];

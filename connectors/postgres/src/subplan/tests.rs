@@ -25,6 +25,8 @@ fn remote(pushdown: bool) -> Arc<Remote> {
         pool_size: 1,
         statement_timeout_secs: 0,
         partition_pages: 4096,
+        tls: crate::TlsMode::Prefer,
+        tls_ca_file: None,
         include: Vec::new(),
         exclude: Vec::new(),
     };
