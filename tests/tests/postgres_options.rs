@@ -92,3 +92,71 @@ async fn statement_timeout_stops_long_remote_statements() -> anyhow::Result<()> 
     db.drop_database().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconstrained_numeric_reads_as_the_configured_decimal_or_fails_clearly()
+-> anyhow::Result<()> {
+    let Some(admin) = backends::require(Backend::Postgres, "unconstrained_numeric") else {
+        return Ok(());
+    };
+    let db = PgDatabase::create(&admin, "unconstrained_numeric").await?;
+    db.client()
+        .await?
+        .batch_execute(
+            "CREATE TABLE fits (id int4, n numeric);
+             INSERT INTO fits VALUES (1, 1.5), (2, -123456789012.0123456789), (3, NULL), (4, 0);
+             CREATE TABLE too_fine (n numeric);
+             INSERT INTO too_fine VALUES (0.00000000001);
+             CREATE TABLE not_a_number (n numeric);
+             INSERT INTO not_a_number VALUES ('NaN');",
+        )
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("catalog.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\nunconstrained_numeric = \"decimal(38,10)\"\n\n\
+             [sources.text]\nkind = \"postgres\"\nurl = \"{}\"\n",
+            db.url, db.url
+        ),
+    )?;
+    let gateway = TestGateway::start(&path).await?;
+    let client = gateway.connect().await?;
+    // Exact decimals, with the configured scale.
+    let rows = client
+        .query("SELECT n::text, arrow_typeof(n) FROM pg.fits ORDER BY id", &[])
+        .await?;
+    let values: Vec<Option<String>> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        values,
+        [
+            Some("1.5000000000".to_owned()),
+            Some("-123456789012.0123456789".to_owned()),
+            None,
+            Some("0.0000000000".to_owned()),
+        ]
+    );
+    assert_eq!(rows[0].get::<_, String>(1), "Decimal128(38, 10)");
+    // The default keeps PostgreSQL's text form.
+    let row = client
+        .query_one("SELECT n, arrow_typeof(n) FROM text.fits WHERE id = 2", &[])
+        .await?;
+    assert_eq!(row.get::<_, String>(0), "-123456789012.0123456789");
+    assert_eq!(row.get::<_, String>(1), "Utf8");
+    // A value the decimal cannot hold is an error naming the column, never rounded.
+    for (table, expected) in [
+        ("too_fine", "more digits than its declared scale"),
+        ("not_a_number", "NaN cannot be a decimal"),
+    ] {
+        let error = client
+            .simple_query(&format!("SELECT n FROM pg.{table}"))
+            .await
+            .expect_err("the value does not fit");
+        let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+        assert!(message.contains("column n") && message.contains(expected), "{message}");
+    }
+    drop(gateway);
+    db.drop_database().await?;
+    Ok(())
+}

@@ -66,6 +66,8 @@ pub struct PostgresConnector {
     schemas: Vec<String>,
     include: Vec<String>,
     exclude: Vec<String>,
+    /// The precision and scale unconstrained `numeric` columns read as; `None` for text.
+    unconstrained_numeric: Option<(u8, i8)>,
 }
 
 /// How long a query waits for a free connection of a source's pool before failing.
@@ -136,6 +138,8 @@ impl PostgresConnector {
         if options.schemas.is_empty() {
             return Err(OptionError::new("schemas", "must name at least one schema"));
         }
+        let unconstrained_numeric = options::numeric_mapping(&options.unconstrained_numeric)
+            .map_err(|e| OptionError::new("unconstrained_numeric", e))?;
         if options.partition_pages == 0 {
             return Err(OptionError::new("partition_pages", "must be at least 1"));
         }
@@ -174,6 +178,7 @@ impl PostgresConnector {
             }),
             schemas: options.schemas,
             include: options.include,
+            unconstrained_numeric,
             exclude: options.exclude,
         })
     }
@@ -245,12 +250,15 @@ impl PostgresConnector {
         Ok(rows
             .iter()
             .map(|row| {
-                let column = PgColumn::new(
+                let mut column = PgColumn::new(
                     row.get(0),
                     row.get::<_, i64>(1) as u32,
                     row.get(2),
                     row.get(3),
                 );
+                if let Some((precision, scale)) = self.unconstrained_numeric {
+                    column = column.with_unconstrained_numeric(precision, scale);
+                }
                 if column.read_as_text() {
                     tracing::info!(
                         source = %self.remote.source,

@@ -36,6 +36,11 @@ pub struct PostgresOptions {
     /// relative to catalog.toml's directory.
     #[serde(default)]
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// How unconstrained `numeric` columns read: `"text"` (default: PostgreSQL's text form,
+    /// every value kept) or `"decimal(P,S)"` (Decimal128: exact, and an error for a value
+    /// with more than S decimals or P digits, never a rounded one).
+    #[serde(default = "default_numeric")]
+    pub unconstrained_numeric: String,
     /// The server cancels a remote statement running longer than this (default 0: no limit).
     #[serde(default)]
     pub statement_timeout_secs: u64,
@@ -83,6 +88,33 @@ pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
+fn default_numeric() -> String {
+    "text".to_owned()
+}
+
+/// The precision and scale `unconstrained_numeric` asks for: `None` for text.
+pub(crate) fn numeric_mapping(value: &str) -> Result<Option<(u8, i8)>, String> {
+    if value == "text" {
+        return Ok(None);
+    }
+    let invalid = || {
+        format!(
+            "expected \"text\" or \"decimal(P,S)\" with 1 <= P <= 38 and 0 <= S <= P, got {value:?}"
+        )
+    };
+    let inner = value
+        .strip_prefix("decimal(")
+        .and_then(|v| v.strip_suffix(')'))
+        .ok_or_else(invalid)?;
+    let (precision, scale) = inner.split_once(',').ok_or_else(invalid)?;
+    let precision: u8 = precision.trim().parse().map_err(|_| invalid())?;
+    let scale: i8 = scale.trim().parse().map_err(|_| invalid())?;
+    if !(1..=38).contains(&precision) || scale < 0 || scale as u8 > precision {
+        return Err(invalid());
+    }
+    Ok(Some((precision, scale)))
+}
+
 fn default_partition_pages() -> u64 {
     4096
 }
@@ -106,6 +138,23 @@ fn default_connect_timeout() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::glob_matches;
+
+    #[test]
+    fn numeric_mappings_parse() {
+        use super::numeric_mapping;
+        assert_eq!(numeric_mapping("text"), Ok(None));
+        assert_eq!(numeric_mapping("decimal(38,10)"), Ok(Some((38, 10))));
+        assert_eq!(numeric_mapping("decimal(5, 0)"), Ok(Some((5, 0))));
+        for bad in [
+            "decimal(39,2)",
+            "decimal(4,5)",
+            "decimal(0,0)",
+            "float",
+            "decimal(10)",
+        ] {
+            assert!(numeric_mapping(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn globs_match_whole_names() {

@@ -194,6 +194,23 @@ impl PgColumn {
         }
     }
 
+    /// Reads an unconstrained `numeric` column as `numeric(precision, scale)`: exactly, or with
+    /// an error for a value that does not fit (never rounded). Other columns are unchanged.
+    pub(crate) fn with_unconstrained_numeric(self, precision: u8, scale: i8) -> Self {
+        if self.type_name != "numeric" || !self.as_text {
+            return self;
+        }
+        match decimal_of(&format!("numeric({precision},{scale})")) {
+            Some(kind) => Self {
+                kind,
+                as_text: false,
+                fallback: false,
+                ..self
+            },
+            None => self,
+        }
+    }
+
     /// Whether the column is read as text only because its type has no mapping yet (it is
     /// never dropped); types mapped to their text form by design are not.
     pub(crate) fn read_as_text(&self) -> bool {

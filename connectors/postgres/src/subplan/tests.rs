@@ -27,6 +27,7 @@ fn remote(pushdown: bool) -> Arc<Remote> {
         partition_pages: 4096,
         tls: crate::TlsMode::Prefer,
         tls_ca_file: None,
+        unconstrained_numeric: "text".into(),
         include: Vec::new(),
         exclude: Vec::new(),
     };
