@@ -125,7 +125,10 @@ async fn unconstrained_numeric_reads_as_the_configured_decimal_or_fails_clearly(
     let client = gateway.connect().await?;
     // Exact decimals, with the configured scale.
     let rows = client
-        .query("SELECT n::text, arrow_typeof(n) FROM pg.fits ORDER BY id", &[])
+        .query(
+            "SELECT n::text, arrow_typeof(n) FROM pg.fits ORDER BY id",
+            &[],
+        )
         .await?;
     let values: Vec<Option<String>> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(
@@ -153,8 +156,14 @@ async fn unconstrained_numeric_reads_as_the_configured_decimal_or_fails_clearly(
             .simple_query(&format!("SELECT n FROM pg.{table}"))
             .await
             .expect_err("the value does not fit");
-        let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
-        assert!(message.contains("column n") && message.contains(expected), "{message}");
+        let message = error
+            .as_db_error()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default();
+        assert!(
+            message.contains("column n") && message.contains(expected),
+            "{message}"
+        );
     }
     drop(gateway);
     db.drop_database().await?;

@@ -10,8 +10,10 @@
 //! - Floats are never pushed: DataFusion orders floats totally (`-0.0 < 0.0`), PostgreSQL
 //!   does not (`-0.0 = 0.0`).
 //! - Text: `=`, `<>`, `IN` and `LIKE` are exact under PostgreSQL's deterministic collations,
-//!   which compare bytes for equality. Ranges (`<`, `>`, `BETWEEN`) depend on the column's
-//!   collation and are not pushed. `ILIKE` folds case by locale and is not pushed.
+//!   which compare bytes for equality. Ranges (`<`, `>`, `BETWEEN`) depend on the collation:
+//!   they are sent with `COLLATE "C"`, which orders UTF-8 by bytes as DataFusion does, whatever
+//!   the column's own collation (an index in another collation then cannot serve them).
+//!   `ILIKE` folds case by locale and is not pushed.
 //! - `char(n)` columns are not pushed: PostgreSQL ignores trailing blanks when comparing
 //!   them, DataFusion sees the padded value.
 //! - Columns read as text (types without a native mapping) are filtered on the same `::text`
@@ -75,8 +77,8 @@ impl Param {
 enum Comparable {
     /// Integers, booleans, dates, timestamps: every comparison.
     Ordered,
-    /// Text: equality, IN and LIKE, not ranges.
-    EqualityOnly,
+    /// Text: everything, ranges in byte order (`COLLATE "C"`).
+    Text,
     /// Floats, `char(n)`: nothing.
     No,
 }
@@ -179,7 +181,7 @@ impl<'a> FilterSql<'a> {
                 high,
             }) => {
                 let column = self.column(expr)?;
-                if comparable(column) != Comparable::Ordered {
+                if comparable(column) == Comparable::No {
                     return None;
                 }
                 let low = self.value_for(column, low)?;
@@ -188,8 +190,9 @@ impl<'a> FilterSql<'a> {
                 let low = self.bind(low);
                 let high = self.bind(high);
                 self.sql.push_str(&format!(
-                    "({} {not}BETWEEN {low} AND {high})",
-                    column.select_expr()
+                    "({}{} {not}BETWEEN {low} AND {high})",
+                    column.select_expr(),
+                    byte_order(column)
                 ));
                 Some(())
             }
@@ -241,7 +244,7 @@ impl<'a> FilterSql<'a> {
             }) => {
                 // Both engines escape with a backslash by default.
                 let column = self.column(expr)?;
-                if comparable(column) != Comparable::EqualityOnly {
+                if comparable(column) != Comparable::Text {
                     return None;
                 }
                 let pattern = self.value_for(column, pattern)?;
@@ -268,11 +271,9 @@ impl<'a> FilterSql<'a> {
             _ => return None,
         };
         let is_equality = matches!(op, Operator::Eq | Operator::NotEq);
-        let allowed = |column: &PgColumn| match comparable(column) {
-            Comparable::Ordered => true,
-            Comparable::EqualityOnly => is_equality,
-            Comparable::No => false,
-        };
+        let allowed = |column: &PgColumn| comparable(column) != Comparable::No;
+        // Text ranges compare in byte order; equality is the same in every collation.
+        let collate = |column: &PgColumn| if is_equality { "" } else { byte_order(column) };
         // column op column (both of the relation, of the same Arrow type).
         if let (Some(a), Some(b)) = (self.column(left), self.column(right)) {
             if !allowed(a)
@@ -282,9 +283,11 @@ impl<'a> FilterSql<'a> {
                 return None;
             }
             self.sql.push_str(&format!(
-                "({} {symbol} {})",
+                "({}{} {symbol} {}{})",
                 a.select_expr(),
-                b.select_expr()
+                collate(a),
+                b.select_expr(),
+                collate(b)
             ));
             return Some(());
         }
@@ -299,7 +302,7 @@ impl<'a> FilterSql<'a> {
         }
         let value = self.value_for(column, value)?;
         let placeholder = self.bind(value);
-        let column = column.select_expr();
+        let column = format!("{}{}", column.select_expr(), collate(column));
         if flipped {
             self.sql
                 .push_str(&format!("({placeholder} {symbol} {column})"));
@@ -370,9 +373,19 @@ fn comparable(column: &PgColumn) -> Comparable {
         return Comparable::No;
     }
     match column.arrow_field().data_type() {
-        DataType::Utf8 => Comparable::EqualityOnly,
+        DataType::Utf8 => Comparable::Text,
         DataType::Float32 | DataType::Float64 => Comparable::No,
         _ => Comparable::Ordered,
+    }
+}
+
+/// The collation clause that makes PostgreSQL compare `column` in DataFusion's order: byte
+/// order for text, none for the rest.
+fn byte_order(column: &PgColumn) -> &'static str {
+    if column.arrow_field().data_type() == &DataType::Utf8 {
+        " COLLATE \"C\""
+    } else {
+        ""
     }
 }
 

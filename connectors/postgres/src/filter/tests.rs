@@ -100,7 +100,7 @@ fn comparisons_on_ordered_types_are_pushed() {
 }
 
 #[test]
-fn text_is_pushed_for_equality_and_like_only() {
+fn text_is_pushed_with_ranges_in_byte_order() {
     check(
         col("name").eq(lit("Ada")),
         Some(("(\"name\" = $1::text)", vec![text("Ada")])),
@@ -109,8 +109,21 @@ fn text_is_pushed_for_equality_and_like_only() {
         col("name").not_eq(lit("Ada")),
         Some(("(\"name\" <> $1::text)", vec![text("Ada")])),
     );
-    check(col("name").gt(lit("Ada")), None);
-    check(col("name").between(lit("a"), lit("b")), None);
+    check(
+        col("name").gt(lit("Ada")),
+        Some(("(\"name\" COLLATE \"C\" > $1::text)", vec![text("Ada")])),
+    );
+    check(
+        lit("Ada").lt_eq(col("name")),
+        Some(("($1::text <= \"name\" COLLATE \"C\")", vec![text("Ada")])),
+    );
+    check(
+        col("name").between(lit("a"), lit("b")),
+        Some((
+            "(\"name\" COLLATE \"C\" BETWEEN $1::text AND $2::text)",
+            vec![text("a"), text("b")],
+        )),
+    );
     check(
         col("name").like(lit("A%")),
         Some(("(\"name\" LIKE $1::text)", vec![text("A%")])),
