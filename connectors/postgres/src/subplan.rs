@@ -13,7 +13,9 @@
 //!   (`-0.0` and `NaN` order differently). `min`/`max` of text use `COLLATE "C"`, DataFusion's
 //!   byte order. `char(n)` columns are never grouped, joined or compared: PostgreSQL ignores
 //!   their trailing blanks;
-//! - inner, left, right and full joins on equal columns of one type, with a filter;
+//! - inner, left, right and full joins on equal columns of one type, with a filter; semi and
+//!   anti joins (`IN`, `EXISTS`, `NOT EXISTS`) as `[NOT] EXISTS`, but not the null-aware anti
+//!   join of `NOT IN`, whose NULL rules differ;
 //! - `UNION ALL`, `DISTINCT`, ORDER BY (as in [`crate::order`]), LIMIT and OFFSET.
 //!
 //! Each operator becomes a `SELECT` over its inputs as derived tables, its output columns named
@@ -320,16 +322,25 @@ impl Compiler<'_> {
     }
 
     fn join(&mut self, join: &Join) -> Option<Relation> {
+        // Semi and anti joins (IN, EXISTS, NOT EXISTS) keep one side's rows: EXISTS over the
+        // other. A null-aware anti join (NOT IN) is declined: its NULL rules differ.
         let kind = match join.join_type {
             JoinType::Inner => "JOIN",
             JoinType::Left => "LEFT JOIN",
             JoinType::Right => "RIGHT JOIN",
             JoinType::Full => "FULL JOIN",
+            JoinType::LeftSemi | JoinType::RightSemi => "EXISTS",
+            JoinType::LeftAnti | JoinType::RightAnti => "NOT EXISTS",
             _ => return None,
         };
         if join.null_aware {
             return None;
         }
+        let kept_side = match join.join_type {
+            JoinType::LeftSemi | JoinType::LeftAnti => Some(true),
+            JoinType::RightSemi | JoinType::RightAnti => Some(false),
+            _ => None,
+        };
         let (left_from, left) = self.derived(&join.left)?;
         let (right_from, right) = self.derived(&join.right)?;
         let mut conditions = Vec::new();
@@ -352,22 +363,37 @@ impl Compiler<'_> {
                 r.select_expr()
             ));
         }
-        let columns: Vec<PgColumn> = left.into_iter().chain(right).collect();
+        let left_width = left.len();
+        let both: Vec<PgColumn> = left.into_iter().chain(right).collect();
         if let Some(filter) = &join.filter {
+            // The filter may read both sides, whatever the join keeps.
+            let schema = join.left.schema().join(join.right.schema()).ok()?;
             let (condition, mut bound) =
-                FilterSql::translate_in(&columns, &join.schema, self.params.len() + 1, filter)?;
+                FilterSql::translate_in(&both, &schema, self.params.len() + 1, filter)?;
             self.params.append(&mut bound);
             conditions.push(condition);
         }
         if conditions.is_empty() {
             conditions.push("TRUE".to_owned());
         }
+        let conditions = conditions.join(" AND ");
+        let Some(keep_left) = kept_side else {
+            let sql = format!(
+                "SELECT {} FROM {left_from} {kind} {right_from} ON {conditions}",
+                select_list(&references(&both))
+            );
+            return Some(Relation { sql, columns: both });
+        };
+        let (kept, kept_from, other_from) = if keep_left {
+            (both[..left_width].to_vec(), left_from, right_from)
+        } else {
+            (both[left_width..].to_vec(), right_from, left_from)
+        };
         let sql = format!(
-            "SELECT {} FROM {left_from} {kind} {right_from} ON {}",
-            select_list(&references(&columns)),
-            conditions.join(" AND ")
+            "SELECT {} FROM {kept_from} WHERE {kind} (SELECT FROM {other_from} WHERE {conditions})",
+            select_list(&references(&kept))
         );
-        Some(Relation { sql, columns })
+        Some(Relation { sql, columns: kept })
     }
 
     fn union(&mut self, union: &Union) -> Option<Relation> {
