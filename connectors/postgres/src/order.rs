@@ -25,31 +25,27 @@ pub(crate) fn order_by_sql(columns: &[PgColumn], order: &[PhysicalSortExpr]) -> 
         .iter()
         .map(|sort| {
             let column = columns.get(sort.expr.downcast_ref::<Column>()?.index())?;
-            if !column.compares_exactly() {
-                return None;
-            }
-            let collate = match column.arrow_field().data_type() {
-                DataType::Utf8 => " COLLATE \"C\"",
-                DataType::Float32 | DataType::Float64 => return None,
-                _ => "",
-            };
-            let direction = if sort.options.descending {
-                "DESC"
-            } else {
-                "ASC"
-            };
-            let nulls = if sort.options.nulls_first {
-                "FIRST"
-            } else {
-                "LAST"
-            };
-            Some(format!(
-                "{}{collate} {direction} NULLS {nulls}",
-                column.select_expr()
-            ))
+            order_term(column, sort.options.descending, sort.options.nulls_first)
         })
         .collect::<Option<Vec<_>>>()?;
     Some(terms.join(", "))
+}
+
+/// One ORDER BY term for `column`, or `None` when PostgreSQL cannot order it as DataFusion.
+pub(crate) fn order_term(column: &PgColumn, descending: bool, nulls_first: bool) -> Option<String> {
+    if !column.compares_exactly() {
+        return None;
+    }
+    let collate = match column.arrow_field().data_type() {
+        DataType::Utf8 => " COLLATE \"C\"",
+        _ => "",
+    };
+    let direction = if descending { "DESC" } else { "ASC" };
+    let nulls = if nulls_first { "FIRST" } else { "LAST" };
+    Some(format!(
+        "{}{collate} {direction} NULLS {nulls}",
+        column.select_expr()
+    ))
 }
 
 #[cfg(test)]

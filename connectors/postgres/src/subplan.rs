@@ -38,6 +38,7 @@ use polygate_connector_core::subplan::{NativeQuery, SubPlanSource};
 
 use crate::Remote;
 use crate::filter::{FilterSql, Param};
+use crate::order::order_term;
 use crate::scan::{PostgresScanExec, PostgresTable};
 use crate::types::{PgColumn, quote_ident};
 
@@ -447,24 +448,6 @@ fn column_of<'c>(columns: &'c [PgColumn], schema: &DFSchema, expr: &Expr) -> Opt
         Expr::Column(column) => columns.get(schema.maybe_index_of_column(column)?),
         _ => None,
     }
-}
-
-/// One ORDER BY term, where PostgreSQL orders exactly as DataFusion (see [`crate::order`]).
-fn order_term(column: &PgColumn, descending: bool, nulls_first: bool) -> Option<String> {
-    if !column.compares_exactly() {
-        return None;
-    }
-    let collate = match column.arrow_field().data_type() {
-        DataType::Utf8 => " COLLATE \"C\"",
-        DataType::Float32 | DataType::Float64 => return None,
-        _ => "",
-    };
-    let direction = if descending { "DESC" } else { "ASC" };
-    let nulls = if nulls_first { "FIRST" } else { "LAST" };
-    Some(format!(
-        "{}{collate} {direction} NULLS {nulls}",
-        column.select_expr()
-    ))
 }
 
 /// The SQL call of an aggregate function whose result DataFusion types as `output`.
