@@ -117,6 +117,15 @@ impl PgDatabase {
     }
 }
 
+/// The server's message of a failed statement, or an empty string for a failure that is not
+/// the server's.
+pub fn server_message(error: &tokio_postgres::Error) -> String {
+    error
+        .as_db_error()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default()
+}
+
 /// Connects to `url` and drives the connection in the background.
 pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;

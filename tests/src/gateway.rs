@@ -12,6 +12,8 @@ pub struct TestGateway {
     /// The live catalog, to reload or inspect.
     pub catalog: Arc<Catalog>,
     server: Server,
+    /// The directory of a catalog written by [`TestGateway::with_catalog`].
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestGateway {
@@ -20,7 +22,22 @@ impl TestGateway {
         let catalog = Catalog::load(catalog).await?;
         let server =
             Server::start(Engine::new(Arc::clone(&catalog)), "127.0.0.1:0".parse()?).await?;
-        Ok(Self { catalog, server })
+        Ok(Self {
+            catalog,
+            server,
+            _dir: None,
+        })
+    }
+
+    /// Writes `toml` as the catalog.toml of a directory of its own (kept as long as the
+    /// gateway) and serves it.
+    pub async fn with_catalog(toml: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("catalog.toml");
+        std::fs::write(&path, toml)?;
+        let mut gateway = Self::start(&path).await?;
+        gateway._dir = Some(dir);
+        Ok(gateway)
     }
 
     /// The demo catalog of `examples/demo`.

@@ -182,26 +182,18 @@ async fn a_cancelled_statement_never_cancels_the_next_one() -> anyhow::Result<()
              CREATE TABLE good AS SELECT i AS id FROM generate_series(1, 200000) AS i;",
         )
         .await?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("catalog.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npool_size = 1\n",
-            db.url
-        ),
-    )?;
-    let gateway = TestGateway::start(&path).await?;
+    let gateway = TestGateway::with_catalog(&format!(
+        "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npool_size = 1\n",
+        db.url
+    ))
+    .await?;
     let client = gateway.connect().await?;
     for round in 0..20 {
         let error = client
             .simple_query("SELECT at FROM pg.bad")
             .await
             .expect_err("an infinite timestamp cannot be read");
-        let message = error
-            .as_db_error()
-            .map(|e| e.message().to_owned())
-            .unwrap_or_default();
+        let message = backends::server_message(&error);
         assert!(
             message.contains("infinite timestamp"),
             "round {round}: {message}"

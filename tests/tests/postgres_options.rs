@@ -30,16 +30,10 @@ async fn include_and_exclude_patterns_choose_the_tables() -> anyhow::Result<()> 
              CREATE TABLE tmp_x (id int8); CREATE TABLE other (id int8);",
         )
         .await?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("catalog.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let gateway = TestGateway::with_catalog(&format!(
             "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\ninclude = [\"keep_*\", \"tmp_?\"]\nexclude = [\"*_b\"]\n",
             db.url
-        ),
-    )?;
-    let gateway = TestGateway::start(&path).await?;
+        )).await?;
     assert_eq!(listed(&gateway), ["pg.keep_a", "pg.tmp_x"]);
     let client = gateway.connect().await?;
     client.simple_query("SELECT * FROM pg.keep_a").await?;
@@ -65,26 +59,18 @@ async fn statement_timeout_stops_long_remote_statements() -> anyhow::Result<()> 
         .await?
         .batch_execute("CREATE VIEW slow AS SELECT pg_sleep(30)::text AS slept, 1::int8 AS n")
         .await?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("catalog.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\nstatement_timeout_secs = 1\n",
-            db.url
-        ),
-    )?;
-    let gateway = TestGateway::start(&path).await?;
+    let gateway = TestGateway::with_catalog(&format!(
+        "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\nstatement_timeout_secs = 1\n",
+        db.url
+    ))
+    .await?;
     let client = gateway.connect().await?;
     let started = std::time::Instant::now();
     let error = client
         .simple_query("SELECT n FROM pg.slow")
         .await
         .expect_err("the server cancels the statement");
-    let message = error
-        .as_db_error()
-        .map(|e| e.message().to_owned())
-        .unwrap_or_default();
+    let message = backends::server_message(&error);
     assert!(message.contains("statement timeout"), "{message}");
     // Well before the 30 s the statement would have run (no timing threshold beyond that).
     assert!(started.elapsed() < std::time::Duration::from_secs(25));
@@ -111,17 +97,11 @@ async fn unconstrained_numeric_reads_as_the_configured_decimal_or_fails_clearly(
              INSERT INTO not_a_number VALUES ('NaN');",
         )
         .await?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("catalog.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let gateway = TestGateway::with_catalog(&format!(
             "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\nunconstrained_numeric = \"decimal(38,10)\"\n\n\
              [sources.text]\nkind = \"postgres\"\nurl = \"{}\"\n",
             db.url, db.url
-        ),
-    )?;
-    let gateway = TestGateway::start(&path).await?;
+        )).await?;
     let client = gateway.connect().await?;
     // Exact decimals, with the configured scale.
     let rows = client
@@ -156,10 +136,7 @@ async fn unconstrained_numeric_reads_as_the_configured_decimal_or_fails_clearly(
             .simple_query(&format!("SELECT n FROM pg.{table}"))
             .await
             .expect_err("the value does not fit");
-        let message = error
-            .as_db_error()
-            .map(|e| e.message().to_owned())
-            .unwrap_or_default();
+        let message = backends::server_message(&error);
         assert!(
             message.contains("column n") && message.contains(expected),
             "{message}"

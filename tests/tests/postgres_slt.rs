@@ -11,13 +11,12 @@ use polygate_tests::backends::{self, Backend, PgDatabase};
 use polygate_tests::gateway::TestGateway;
 use polygate_tests::slt::PgSlt;
 
-/// Runs `file` against the server at `url`, with `labels`.
-async fn run_file(
+/// A runner whose connections go to the server at `url`, as `engine`, with `labels`.
+fn runner(
     url: &str,
     engine: &'static str,
     labels: &[&str],
-    file: &std::path::Path,
-) -> Result<(), String> {
+) -> sqllogictest::Runner<PgSlt, impl sqllogictest::MakeConnection<Conn = PgSlt>> {
     let url = url.to_owned();
     let mut runner = sqllogictest::Runner::new(move || {
         let url = url.clone();
@@ -33,6 +32,16 @@ async fn run_file(
         runner.add_label(label);
     }
     runner
+}
+
+/// Runs `file` against the server at `url`, with `labels`.
+async fn run_file(
+    url: &str,
+    engine: &'static str,
+    labels: &[&str],
+    file: &std::path::Path,
+) -> Result<(), String> {
+    runner(url, engine, labels)
         .run_file_async(file)
         .await
         .map_err(|e| format!("{} on {engine}: {e}", file.display()))
@@ -40,20 +49,7 @@ async fn run_file(
 
 /// Rewrites the expected output of `file` with what the server at `url` returns.
 async fn complete_file(url: &str, file: &std::path::Path) -> anyhow::Result<()> {
-    let url = url.to_owned();
-    let mut runner = sqllogictest::Runner::new(move || {
-        let url = url.clone();
-        async move {
-            let client = backends::connect(&url)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .expect("connects");
-            Ok::<_, polygate_tests::slt::SltError>(PgSlt::new(client, "polygate").normalized())
-        }
-    });
-    runner.add_label("polygate");
-    runner.add_label("pushdown");
-    runner
+    runner(url, "polygate", &["polygate", "pushdown"])
         .update_test_file(
             file,
             " ",

@@ -109,13 +109,11 @@ async fn every_mapped_type_round_trips() -> anyhow::Result<()> {
     };
     let db = PgDatabase::create(&admin, "types").await?;
     db.client().await?.batch_execute(FIXTURE).await?;
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("catalog.toml");
-    std::fs::write(
-        &path,
-        format!("[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\n", db.url),
-    )?;
-    let gateway = TestGateway::start(&path).await?;
+    let gateway = TestGateway::with_catalog(&format!(
+        "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\n",
+        db.url
+    ))
+    .await?;
     let through = gateway.connect().await?;
     let direct =
         polygate_tests::backends::connect(&format!("{}?options=-c%20TimeZone%3DUTC", db.url))
@@ -181,10 +179,7 @@ async fn every_mapped_type_round_trips() -> anyhow::Result<()> {
             .simple_query(&format!("SELECT {column} FROM pg.infinite"))
             .await
             .expect_err("infinity cannot be read");
-        let message = error
-            .as_db_error()
-            .map(|e| e.message().to_owned())
-            .unwrap_or_default();
+        let message = backends::server_message(&error);
         assert!(message.contains(expected), "{column}: {message}");
     }
     drop(gateway);
