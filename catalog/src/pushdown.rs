@@ -6,6 +6,7 @@ use datafusion::execution::SessionStateBuilder;
 use polygate_connector_core::ConnectorFactory;
 use polygate_connector_core::subplan::{SubPlanQueryPlanner, SubPlanRule};
 use polygate_connector_files::FilesConnectorFactory;
+use polygate_connector_mongodb::MongoConnectorFactory;
 use polygate_connector_postgres::PostgresConnectorFactory;
 
 /// Adds the rule that hands single-source sub-plans (aggregates, joins, unions) to the
@@ -17,6 +18,7 @@ pub fn with_sub_plan_pushdown(builder: SessionStateBuilder) -> SessionStateBuild
     let finders = [
         FilesConnectorFactory::source_finder(),
         PostgresConnectorFactory::source_finder(),
+        MongoConnectorFactory::source_finder(),
     ];
     builder
         .with_optimizer_rule(Arc::new(SubPlanRule::new(

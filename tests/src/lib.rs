@@ -8,6 +8,7 @@
 
 pub mod backends;
 pub mod gateway;
+pub mod mongo;
 pub mod slt;
 pub mod wire;
 

@@ -138,3 +138,87 @@ impl AsyncDB for PgSlt {
         error.0.code().map(|code| code.code().to_owned())
     }
 }
+
+/// A runner whose connections go to the server at `url`, as `engine`, with `labels`.
+pub fn runner(
+    url: &str,
+    engine: &'static str,
+    labels: &[&str],
+) -> sqllogictest::Runner<PgSlt, impl sqllogictest::MakeConnection<Conn = PgSlt>> {
+    let url = url.to_owned();
+    let mut runner = sqllogictest::Runner::new(move || {
+        let url = url.clone();
+        async move {
+            let client = crate::backends::connect(&url)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .expect("connects");
+            Ok::<_, SltError>(PgSlt::new(client, engine).normalized())
+        }
+    });
+    for label in labels {
+        runner.add_label(label);
+    }
+    runner
+}
+
+/// Runs `file` against the server at `url`, with `labels`.
+pub async fn run_file(
+    url: &str,
+    engine: &'static str,
+    labels: &[&str],
+    file: &std::path::Path,
+) -> Result<(), String> {
+    runner(url, engine, labels)
+        .run_file_async(file)
+        .await
+        .map_err(|e| format!("{} on {engine}: {e}", file.display()))
+}
+
+/// Rewrites the expected output of `file` with what the server at `url` returns.
+pub async fn complete_file(url: &str, file: &std::path::Path) -> anyhow::Result<()> {
+    runner(url, "polygate", &["polygate", "pushdown"])
+        .update_test_file(
+            file,
+            " ",
+            sqllogictest::default_validator,
+            sqllogictest::default_normalizer,
+            sqllogictest::default_column_validator,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
+/// Runs every `.slt` file of `root` three times with the same expected rows: against the
+/// reference server at `direct` (label `postgres`), through the gateway at `pushed` (labels
+/// `polygate`, `pushdown`) and through the gateway at `local` (label `polygate`). Returns
+/// the failures.
+///
+/// `POLYGATE_SLT_COMPLETE=1` first rewrites each file's expected output with the pushdown
+/// gateway's, which the three runs then hold against the reference.
+pub async fn run_three_ways(
+    root: &std::path::Path,
+    direct: &str,
+    pushed: &str,
+    local: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut files: Vec<_> = std::fs::read_dir(root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "no .slt files in {}", root.display());
+    let mut failures = Vec::new();
+    for file in &files {
+        if std::env::var_os("POLYGATE_SLT_COMPLETE").is_some() {
+            complete_file(pushed, file).await?;
+        }
+        let runs = [
+            run_file(direct, "postgres", &["postgres"], file).await,
+            run_file(pushed, "polygate", &["polygate", "pushdown"], file).await,
+            run_file(local, "polygate", &["polygate"], file).await,
+        ];
+        failures.extend(runs.into_iter().filter_map(Result::err));
+    }
+    Ok(failures)
+}

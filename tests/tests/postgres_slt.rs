@@ -9,57 +9,7 @@
 
 use polygate_tests::backends::{self, Backend, PgDatabase};
 use polygate_tests::gateway::TestGateway;
-use polygate_tests::slt::PgSlt;
-
-/// A runner whose connections go to the server at `url`, as `engine`, with `labels`.
-fn runner(
-    url: &str,
-    engine: &'static str,
-    labels: &[&str],
-) -> sqllogictest::Runner<PgSlt, impl sqllogictest::MakeConnection<Conn = PgSlt>> {
-    let url = url.to_owned();
-    let mut runner = sqllogictest::Runner::new(move || {
-        let url = url.clone();
-        async move {
-            let client = backends::connect(&url)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .expect("connects");
-            Ok::<_, polygate_tests::slt::SltError>(PgSlt::new(client, engine).normalized())
-        }
-    });
-    for label in labels {
-        runner.add_label(label);
-    }
-    runner
-}
-
-/// Runs `file` against the server at `url`, with `labels`.
-async fn run_file(
-    url: &str,
-    engine: &'static str,
-    labels: &[&str],
-    file: &std::path::Path,
-) -> Result<(), String> {
-    runner(url, engine, labels)
-        .run_file_async(file)
-        .await
-        .map_err(|e| format!("{} on {engine}: {e}", file.display()))
-}
-
-/// Rewrites the expected output of `file` with what the server at `url` returns.
-async fn complete_file(url: &str, file: &std::path::Path) -> anyhow::Result<()> {
-    runner(url, "polygate", &["polygate", "pushdown"])
-        .update_test_file(
-            file,
-            " ",
-            sqllogictest::default_validator,
-            sqllogictest::default_normalizer,
-            sqllogictest::default_column_validator,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
-}
+use polygate_tests::slt;
 
 /// A catalog serving the test database as source `pg`.
 fn catalog(dir: &std::path::Path, name: &str, url: &str, pushdown: bool) -> std::path::PathBuf {
@@ -91,32 +41,13 @@ async fn postgres_slt_files_agree_with_postgresql_with_and_without_pushdown() ->
     // PostgreSQL prints timestamptz in the session's time zone; polygate in UTC.
     let direct = format!("{}?options=-c%20TimeZone%3DUTC", db.url);
 
-    let mut files: Vec<_> = std::fs::read_dir(&root)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    anyhow::ensure!(!files.is_empty(), "no .slt files in {}", root.display());
-    let mut failures = Vec::new();
-    for file in &files {
-        // POLYGATE_SLT_COMPLETE=1 rewrites the files' expected output with the pushdown
-        // gateway's, which the three runs below then hold against PostgreSQL's.
-        if std::env::var_os("POLYGATE_SLT_COMPLETE").is_some() {
-            complete_file(&pushed.url("polygate"), file).await?;
-        }
-        let runs = [
-            run_file(&direct, "postgres", &["postgres"], file).await,
-            run_file(
-                &pushed.url("polygate"),
-                "polygate",
-                &["polygate", "pushdown"],
-                file,
-            )
-            .await,
-            run_file(&local.url("polygate"), "polygate", &["polygate"], file).await,
-        ];
-        failures.extend(runs.into_iter().filter_map(Result::err));
-    }
+    let failures = slt::run_three_ways(
+        &root,
+        &direct,
+        &pushed.url("polygate"),
+        &local.url("polygate"),
+    )
+    .await?;
     drop((pushed, local));
     db.drop_database().await?;
     anyhow::ensure!(failures.is_empty(), "\n{}", failures.join("\n\n"));

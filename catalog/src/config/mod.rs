@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use polygate_connector_core::{Connector, ConnectorFactory, SourceContext};
 use polygate_connector_files::FilesConnectorFactory;
+use polygate_connector_mongodb::MongoConnectorFactory;
 use polygate_connector_postgres::PostgresConnectorFactory;
 use serde::Deserialize;
 use toml::Spanned;
@@ -28,7 +29,11 @@ use document::Document;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:55432";
 
 /// The kinds of source this build of polygate can serve.
-pub const KINDS: &[&str] = &[FilesConnectorFactory::KIND, PostgresConnectorFactory::KIND];
+pub const KINDS: &[&str] = &[
+    FilesConnectorFactory::KIND,
+    PostgresConnectorFactory::KIND,
+    MongoConnectorFactory::KIND,
+];
 
 /// A validated catalog.toml.
 #[derive(Debug, Clone)]
@@ -177,6 +182,9 @@ fn parse_source(
         }
         PostgresConnectorFactory::KIND => {
             create::<PostgresConnectorFactory>(document, &key, &context, &options)?
+        }
+        MongoConnectorFactory::KIND => {
+            create::<MongoConnectorFactory>(document, &key, &context, &options)?
         }
         other => {
             return Err(document.error(

@@ -8,7 +8,9 @@
 
 mod connector;
 mod error;
+mod names;
 pub mod subplan;
 
 pub use connector::{Connector, ConnectorFactory, Namespace, SourceContext, TableRef};
 pub use error::{ConnectorError, OptionError, SourceError};
+pub use names::NameFilter;

@@ -25,14 +25,13 @@ use deadpool_postgres::{
 };
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
-    Connector, ConnectorError, ConnectorFactory, Namespace, OptionError, SourceContext, TableRef,
+    Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
+    TableRef,
 };
 use tokio_postgres::Client;
 
 pub use options::PostgresOptions;
 pub use tls::TlsMode;
-
-use options::glob_matches;
 
 use scan::{PostgresTable, RelationSize};
 use types::PgColumn;
@@ -64,8 +63,7 @@ impl ConnectorFactory for PostgresConnectorFactory {
 pub struct PostgresConnector {
     remote: Arc<Remote>,
     schemas: Vec<String>,
-    include: Vec<String>,
-    exclude: Vec<String>,
+    names: NameFilter,
     /// The precision and scale unconstrained `numeric` columns read as; `None` for text.
     unconstrained_numeric: Option<(u8, i8)>,
 }
@@ -177,16 +175,14 @@ impl PostgresConnector {
                 parallel_sessions: tokio::sync::Mutex::new(()),
             }),
             schemas: options.schemas,
-            include: options.include,
+            names: NameFilter::new(options.include, options.exclude),
             unconstrained_numeric,
-            exclude: options.exclude,
         })
     }
 
     /// Whether the include and exclude patterns expose table `name`.
     fn exposes(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|p| glob_matches(p, name)))
-            && !self.exclude.iter().any(|p| glob_matches(p, name))
+        self.names.exposes(name)
     }
 
     /// What PostgreSQL knows of the relation's size: its row estimate (`reltuples`; tables

@@ -53,41 +53,6 @@ pub struct PostgresOptions {
     pub exclude: Vec<String>,
 }
 
-/// Whether `name` matches the glob `pattern`: `*` matches any run of characters, `?` one
-/// character, anything else itself (case-sensitively, as PostgreSQL names are).
-pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    // Backtracking over the last `*`: linear in practice, never exponential.
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                star = Some((p, n));
-                p += 1;
-            }
-            Some('?') => {
-                p += 1;
-                n += 1;
-            }
-            Some(&c) if c == name[n] => {
-                p += 1;
-                n += 1;
-            }
-            _ => match star {
-                Some((star_p, star_n)) => {
-                    p = star_p + 1;
-                    n = star_n + 1;
-                    star = Some((star_p, star_n + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
-}
-
 fn default_numeric() -> String {
     "text".to_owned()
 }
@@ -137,8 +102,6 @@ fn default_connect_timeout() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_matches;
-
     #[test]
     fn numeric_mappings_parse() {
         use super::numeric_mapping;
@@ -153,28 +116,6 @@ mod tests {
             "decimal(10)",
         ] {
             assert!(numeric_mapping(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn globs_match_whole_names() {
-        let cases = [
-            ("orders", "orders", true),
-            ("orders", "orders_2024", false),
-            ("orders*", "orders_2024", true),
-            ("*_2024", "orders_2024", true),
-            ("*_2024", "orders_2023", false),
-            ("o?ders", "orders", true),
-            ("o?ders", "oders", false),
-            ("*", "", true),
-            ("", "", true),
-            ("a*b*c", "aXXbYYc", true),
-            ("a*b*c", "aXXbYY", false),
-            ("Orders", "orders", false),
-            ("*tmp*", "a_tmp_b", true),
-        ];
-        for (pattern, name, expected) in cases {
-            assert_eq!(glob_matches(pattern, name), expected, "{pattern} ~ {name}");
         }
     }
 }

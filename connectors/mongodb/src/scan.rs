@@ -1,0 +1,726 @@
+//! Scanning a collection: a table provider, and an execution plan that streams an aggregation
+//! pipeline's raw batches into Arrow record batches.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatchOptions};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Statistics, internal_err};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_plan::SortOrderPushdownResult;
+use datafusion::physical_plan::coop::make_cooperative;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
+use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::StreamExt;
+use mongodb::bson::{Bson, Document, RawBsonRef, doc};
+use polygate_connector_core::{ConnectorError, SourceError, TableRef};
+
+use crate::Remote;
+use crate::decode::{RecordDecoder, extended_json};
+use crate::filter::{safe_name, translate};
+use crate::pipeline::Pipeline;
+use crate::schema::CollectionSchema;
+use crate::types::FieldType;
+
+/// A collection as a relation.
+#[derive(Debug)]
+pub(crate) struct MongoTable {
+    remote: Arc<Remote>,
+    collection: TableRef,
+    schema: Arc<CollectionSchema>,
+    /// `estimatedDocumentCount`, for join ordering and partitioning.
+    estimate: Option<u64>,
+}
+
+impl MongoTable {
+    pub(crate) fn new(
+        remote: Arc<Remote>,
+        collection: TableRef,
+        schema: Arc<CollectionSchema>,
+        estimate: Option<u64>,
+    ) -> Self {
+        Self {
+            remote,
+            collection,
+            schema,
+            estimate,
+        }
+    }
+
+    pub(crate) fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+
+    pub(crate) fn collection(&self) -> &TableRef {
+        &self.collection
+    }
+
+    pub(crate) fn collection_schema(&self) -> &Arc<CollectionSchema> {
+        &self.schema
+    }
+
+    /// The `_id` ranges a whole-collection scan is split into: none for small collections,
+    /// limited scans, and collections whose sampled `_id`s are not all ObjectIds.
+    async fn ranges(&self, state: &dyn Session) -> Result<Vec<Document>> {
+        let Some(count) = self.estimate else {
+            return Ok(Vec::new());
+        };
+        let parts = (count / self.remote.partition_documents)
+            .min(state.config().target_partitions() as u64);
+        if parts < 2 {
+            return Ok(Vec::new());
+        }
+        let ids = self
+            .remote
+            .sample_ids(&self.collection, parts as usize * 10)
+            .await
+            .map_err(|e| SourceError::into_datafusion(&self.remote.source, e))?;
+        Ok(id_ranges(ids, parts as usize))
+    }
+}
+
+/// Splits a sample of ObjectIds into `parts` ranges covering every `_id`: the first also takes
+/// every `_id` that is not an ObjectId, so no document is missed whatever the sample saw.
+fn id_ranges(ids: Vec<Bson>, parts: usize) -> Vec<Document> {
+    let mut ids: Vec<_> = ids
+        .into_iter()
+        .map(|id| match id {
+            Bson::ObjectId(id) => Some(id),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    ids.sort();
+    ids.dedup();
+    let mut bounds: Vec<_> = (1..parts)
+        .filter_map(|i| ids.get(i * ids.len() / parts).copied())
+        .collect();
+    bounds.dedup();
+    if bounds.is_empty() {
+        return Vec::new();
+    }
+    let mut ranges = vec![doc! { "$or": [
+        { "_id": { "$lt": bounds[0] } },
+        { "_id": { "$not": { "$type": "objectId" } } },
+    ] }];
+    for pair in bounds.windows(2) {
+        ranges.push(doc! { "_id": { "$gte": pair[0], "$lt": pair[1] } });
+    }
+    ranges.push(doc! { "_id": { "$gte": bounds[bounds.len() - 1] } });
+    ranges
+}
+
+#[async_trait]
+impl TableProvider for MongoTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(self.schema.arrow())
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// A filter is `Exact` when MongoDB selects exactly the documents for which it is TRUE
+    /// (see [`crate::filter`]); every other filter stays with DataFusion.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|filter| {
+                if self.remote.pushdown && translate(self.schema.as_ref(), filter).is_some() {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let indices: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.columns().len()).collect(),
+        };
+        let projected = self.schema.project(&indices);
+        let mut conditions = Vec::new();
+        for filter in filters {
+            let translated = translate(self.schema.as_ref(), filter).ok_or_else(|| {
+                DataFusionError::Internal(format!("filter {filter} was not reported pushable"))
+            })?;
+            conditions.push(translated.when_true);
+        }
+        let scan = ScanQuery {
+            filter: match conditions.len() {
+                0 => None,
+                1 => conditions.pop(),
+                _ => Some(doc! { "$and": conditions }),
+            },
+            sort: None,
+            limit,
+            columns: projected
+                .columns()
+                .iter()
+                .map(|(name, field)| (name.clone(), field.clone()))
+                .collect(),
+        };
+        let ranges = if limit.is_none() {
+            self.ranges(state).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Arc::new(MongoScanExec::new(
+            Arc::clone(&self.remote),
+            self.collection.clone(),
+            Arc::clone(projected.arrow()),
+            Reading::Scan(scan),
+            ranges,
+            self.estimate,
+            state.config().batch_size(),
+        )))
+    }
+}
+
+/// A scan of one collection's fields: `$match`, `$sort`, `$limit`, `$project`.
+#[derive(Debug, Clone)]
+pub(crate) struct ScanQuery {
+    filter: Option<Document>,
+    /// The `$sort` and, for keys whose NULLs go where MongoDB would not put them, the
+    /// `$addFields` of their null flags.
+    sort: Option<(Document, Document)>,
+    limit: Option<usize>,
+    /// The fields read, by top-level name, in output order.
+    columns: Vec<(String, FieldType)>,
+}
+
+/// The prefix of the null flags a sort adds; no column may have such a name.
+const NULL_FLAG: &str = "__polygate_null_";
+
+impl ScanQuery {
+    fn pipeline(&self) -> Pipeline {
+        let mut stages = Vec::new();
+        if let Some(filter) = &self.filter {
+            stages.push(doc! { "$match": filter.clone() });
+        }
+        if let Some((flags, sort)) = &self.sort {
+            if !flags.is_empty() {
+                stages.push(doc! { "$addFields": flags.clone() });
+            }
+            stages.push(doc! { "$sort": sort.clone() });
+        }
+        if let Some(limit) = self.limit {
+            stages.push(doc! { "$limit": limit as i64 });
+        }
+        // Names the query language cannot project are read from whole documents. `_id` is
+        // always read: errors name the document they found.
+        if self.columns.iter().all(|(name, _)| safe_name(name)) {
+            let mut project = doc! { "_id": 1 };
+            for (name, _) in &self.columns {
+                project.insert(name, 1);
+            }
+            stages.push(doc! { "$project": project });
+        }
+        Pipeline { stages }
+    }
+
+    /// The `$sort` for `order`, when MongoDB orders exactly as DataFusion: scalar columns
+    /// other than doubles (NaN and -0 order differently), NULLs placed by a flag where
+    /// MongoDB's placement (first ascending, last descending) is not the one asked for.
+    fn sort_for(&self, order: &[PhysicalSortExpr]) -> Option<(Document, Document)> {
+        let mut flags = Document::new();
+        let mut sort = Document::new();
+        if self
+            .columns
+            .iter()
+            .any(|(name, _)| name.starts_with(NULL_FLAG))
+        {
+            return None;
+        }
+        for (i, key) in order.iter().enumerate() {
+            let column = key.expr.downcast_ref::<Column>()?;
+            let (name, field) = self.columns.get(column.index())?;
+            if !field.is_scalar() || *field == FieldType::Double || !safe_name(name) {
+                return None;
+            }
+            if sort.contains_key(name) {
+                continue;
+            }
+            let direction = if key.options.descending { -1 } else { 1 };
+            // MongoDB puts missing and null first ascending, last descending.
+            if key.options.nulls_first == key.options.descending && name != "_id" {
+                let flag = format!("{NULL_FLAG}{i}");
+                flags.insert(
+                    &flag,
+                    doc! { "$in": [{ "$type": format!("${name}") }, ["missing", "null"]] },
+                );
+                // false (a value) sorts before true (NULL).
+                sort.insert(flag, if key.options.nulls_first { -1 } else { 1 });
+            }
+            sort.insert(name, direction);
+        }
+        Some((flags, sort))
+    }
+}
+
+/// What a scan reads.
+#[derive(Debug, Clone)]
+pub(crate) enum Reading {
+    /// Fields of a collection.
+    Scan(ScanQuery),
+    /// The output of a compiled sub-plan: fields `c0`, `c1`, ... typed `columns`.
+    SubPlan {
+        pipeline: Pipeline,
+        columns: Vec<FieldType>,
+        /// For an aggregate without GROUP BY, the row to return when no document matched
+        /// (MongoDB returns none; SQL returns one): `Some(0)` for counts, `None` for NULL.
+        empty_row: Option<Vec<Option<i64>>>,
+    },
+}
+
+impl Reading {
+    fn pipeline(&self) -> Pipeline {
+        match self {
+            Self::Scan(scan) => scan.pipeline(),
+            Self::SubPlan { pipeline, .. } => pipeline.clone(),
+        }
+    }
+
+    fn decoder(&self) -> RecordDecoder {
+        match self {
+            Self::Scan(scan) => RecordDecoder::new(
+                "",
+                scan.columns
+                    .iter()
+                    .map(|(name, field)| (name.as_str(), field)),
+            ),
+            Self::SubPlan { columns, .. } => {
+                let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+                RecordDecoder::new("", names.iter().map(String::as_str).zip(columns.iter()))
+            }
+        }
+    }
+}
+
+/// The physical scan of a collection: one aggregation pipeline per partition, streamed in
+/// raw batches. EXPLAIN shows the pipeline with values elided.
+#[derive(Debug)]
+pub(crate) struct MongoScanExec {
+    remote: Arc<Remote>,
+    collection: TableRef,
+    schema: SchemaRef,
+    reading: Reading,
+    /// The `_id` ranges of a parallel scan, one per partition; empty for one partition.
+    ranges: Vec<Document>,
+    estimate: Option<u64>,
+    ordering: Option<Vec<PhysicalSortExpr>>,
+    batch_size: usize,
+    properties: Arc<PlanProperties>,
+    statistics: Arc<Statistics>,
+}
+
+impl MongoScanExec {
+    pub(crate) fn new(
+        remote: Arc<Remote>,
+        collection: TableRef,
+        schema: SchemaRef,
+        reading: Reading,
+        ranges: Vec<Document>,
+        estimate: Option<u64>,
+        batch_size: usize,
+    ) -> Self {
+        Self::with_ordering(
+            remote, collection, schema, reading, ranges, estimate, batch_size, None,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with_ordering(
+        remote: Arc<Remote>,
+        collection: TableRef,
+        schema: SchemaRef,
+        reading: Reading,
+        ranges: Vec<Document>,
+        estimate: Option<u64>,
+        batch_size: usize,
+        ordering: Option<Vec<PhysicalSortExpr>>,
+    ) -> Self {
+        let equivalences = match &ordering {
+            Some(ordering) => {
+                EquivalenceProperties::new_with_orderings(Arc::clone(&schema), [ordering.clone()])
+            }
+            None => EquivalenceProperties::new(Arc::clone(&schema)),
+        };
+        let properties = PlanProperties::new(
+            equivalences,
+            Partitioning::UnknownPartitioning(ranges.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        )
+        .with_scheduling_type(SchedulingType::Cooperative);
+        let limit = match &reading {
+            Reading::Scan(scan) => scan.limit,
+            Reading::SubPlan { .. } => None,
+        };
+        let rows = match (&reading, estimate, limit) {
+            (Reading::SubPlan { .. }, _, _) => Precision::Absent,
+            (_, Some(rows), Some(limit)) => Precision::Inexact((rows as usize).min(limit)),
+            (_, Some(rows), None) => Precision::Inexact(rows as usize),
+            (_, None, _) => Precision::Absent,
+        };
+        let statistics = Statistics::new_unknown(&schema).with_num_rows(rows);
+        Self {
+            remote,
+            collection,
+            schema,
+            reading,
+            ranges,
+            estimate,
+            ordering,
+            batch_size,
+            properties: Arc::new(properties),
+            statistics: Arc::new(statistics),
+        }
+    }
+
+    fn scan(&self) -> Option<&ScanQuery> {
+        match &self.reading {
+            Reading::Scan(scan) => Some(scan),
+            Reading::SubPlan { .. } => None,
+        }
+    }
+
+    fn with_scan(&self, scan: ScanQuery, ordering: Option<Vec<PhysicalSortExpr>>) -> Self {
+        // A sorted or limited scan is one pipeline.
+        Self::with_ordering(
+            Arc::clone(&self.remote),
+            self.collection.clone(),
+            Arc::clone(&self.schema),
+            Reading::Scan(scan),
+            Vec::new(),
+            self.estimate,
+            self.batch_size,
+            ordering,
+        )
+    }
+}
+
+impl DisplayAs for MongoScanExec {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "MongoScanExec: source={}, collection={}",
+            self.remote.source, self.collection
+        )?;
+        if !self.ranges.is_empty() {
+            write!(f, ", partitions={} (_id ranges)", self.ranges.len())?;
+        }
+        write!(f, ", pipeline={}", self.reading.pipeline().describe())
+    }
+}
+
+impl ExecutionPlan for MongoScanExec {
+    fn name(&self) -> &'static str {
+        "MongoScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.scan().and_then(|scan| scan.limit)
+    }
+
+    /// ORDER BY ... LIMIT: when MongoDB orders exactly as DataFusion, the pipeline sorts and
+    /// DataFusion's sort goes; the optimizer then hands the limit down through `with_fetch`.
+    fn try_pushdown_sort(
+        &self,
+        order: &[PhysicalSortExpr],
+    ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
+        let Some(scan) = self.scan() else {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        };
+        if !self.remote.pushdown || scan.limit.is_some() || scan.sort.is_some() {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        }
+        let Some(sort) = scan.sort_for(order) else {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        };
+        let scan = ScanQuery {
+            sort: Some(sort),
+            ..scan.clone()
+        };
+        Ok(SortOrderPushdownResult::Exact {
+            inner: Arc::new(self.with_scan(scan, Some(order.to_vec()))),
+        })
+    }
+
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        let scan = self.scan()?;
+        if !self.remote.pushdown {
+            return None;
+        }
+        let limit = match (scan.limit, limit) {
+            (Some(current), Some(new)) => Some(current.min(new)),
+            (current, new) => current.or(new),
+        };
+        let scan = ScanQuery {
+            limit,
+            ..scan.clone()
+        };
+        Some(Arc::new(self.with_scan(scan, self.ordering.clone())))
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        match (partition, self.ranges.len()) {
+            (Some(_), parts) if parts > 1 => {
+                let rows = self.statistics.num_rows.map(|rows| rows / parts);
+                Ok(Arc::new(
+                    Statistics::new_unknown(&self.schema).with_num_rows(rows),
+                ))
+            }
+            _ => Ok(Arc::clone(&self.statistics)),
+        }
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            internal_err!("MongoScanExec has no children to replace")
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let range = match self.ranges.get(partition) {
+            Some(range) => Some(range),
+            None if partition == 0 && self.ranges.is_empty() => None,
+            None => {
+                return internal_err!(
+                    "MongoScanExec has {} partitions, asked for {partition}",
+                    self.ranges.len().max(1)
+                );
+            }
+        };
+        let stages = self.reading.pipeline().for_range(range);
+        let empty_row = match &self.reading {
+            Reading::SubPlan { empty_row, .. } => empty_row.clone(),
+            Reading::Scan(_) => None,
+        };
+        let reader = BatchReader {
+            remote: Arc::clone(&self.remote),
+            collection: self.collection.clone(),
+            schema: Arc::clone(&self.schema),
+            decoder: self.reading.decoder(),
+            rows: 0,
+            total: 0,
+            batch_size: self.batch_size,
+            empty_row,
+        };
+        let stream = reader.stream(stages);
+        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        ))))
+    }
+}
+
+/// Decodes a pipeline's raw batches into record batches of about `batch_size` rows.
+struct BatchReader {
+    remote: Arc<Remote>,
+    collection: TableRef,
+    schema: SchemaRef,
+    decoder: RecordDecoder,
+    rows: usize,
+    total: usize,
+    batch_size: usize,
+    empty_row: Option<Vec<Option<i64>>>,
+}
+
+impl BatchReader {
+    fn stream(
+        self,
+        stages: Vec<Document>,
+    ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
+        let source = self.remote.source.clone();
+        futures::stream::once(async move {
+            let cursor = self
+                .remote
+                .database(&self.collection.namespace)
+                .await
+                .map_err(|e| SourceError::into_datafusion(&source, e))?
+                .collection::<Document>(&self.collection.name)
+                .aggregate(stages)
+                .batch_size(self.remote.batch_size)
+                .batch()
+                .await
+                .map_err(|e| SourceError::into_datafusion(&source, crate::driver_error(&e)))?;
+            // Dropping the stream drops the cursor, which kills it on the server.
+            Ok::<_, DataFusionError>(futures::stream::try_unfold(
+                (self, cursor, false),
+                |(mut reader, mut cursor, done)| async move {
+                    if done {
+                        return Ok(None);
+                    }
+                    loop {
+                        match cursor.next().await {
+                            Some(batch) => {
+                                let batch =
+                                    batch.map_err(|e| reader.error(crate::driver_error(&e)))?;
+                                let documents = batch
+                                    .doc_slices()
+                                    .map_err(|e| reader.error(crate::driver_error(&e)))?;
+                                for document in documents {
+                                    let document = document.map_err(|e| {
+                                        reader.error(ConnectorError::InvalidData(format!(
+                                            "malformed BSON from the server: {e}"
+                                        )))
+                                    })?;
+                                    let RawBsonRef::Document(document) = document else {
+                                        continue;
+                                    };
+                                    reader
+                                        .decoder
+                                        .append(document)
+                                        .map_err(|e| reader.decode_error(document, &e))?;
+                                    reader.rows += 1;
+                                }
+                                if reader.rows >= reader.batch_size {
+                                    let batch = reader.finish()?;
+                                    return Ok(Some((batch, (reader, cursor, false))));
+                                }
+                            }
+                            None => {
+                                if reader.rows == 0 && reader.total == 0 {
+                                    if let Some(batch) = reader.empty_batch()? {
+                                        return Ok(Some((batch, (reader, cursor, true))));
+                                    }
+                                }
+                                if reader.rows == 0 {
+                                    return Ok(None);
+                                }
+                                let batch = reader.finish()?;
+                                return Ok(Some((batch, (reader, cursor, true))));
+                            }
+                        }
+                    }
+                },
+            ))
+        })
+        .map(|result| match result {
+            Ok(stream) => stream.boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        })
+        .flatten()
+    }
+
+    fn error(&self, error: ConnectorError) -> DataFusionError {
+        SourceError::into_datafusion(&self.remote.source, error)
+    }
+
+    fn decode_error(
+        &self,
+        document: &mongodb::bson::RawDocument,
+        error: &crate::decode::DecodeError,
+    ) -> DataFusionError {
+        let id = document
+            .get("_id")
+            .ok()
+            .flatten()
+            .map_or_else(|| "?".to_owned(), extended_json);
+        self.error(ConnectorError::InvalidData(format!(
+            "collection {}, document _id {id}, field {}: {}; declare the field's type in \
+             [sources.{}.collections.{}.columns] or raise sample_size",
+            self.collection, error.path, error.message, self.remote.source, self.collection.name
+        )))
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = self.decoder.finish();
+        let options = RecordBatchOptions::new().with_row_count(Some(self.rows));
+        self.total += self.rows;
+        self.rows = 0;
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// SQL's one row of an aggregate over no rows.
+    fn empty_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(values) = self.empty_row.take() else {
+            return Ok(None);
+        };
+        let mut document = mongodb::bson::RawDocumentBuf::new();
+        for (i, value) in values.iter().enumerate() {
+            if let Some(v) = value {
+                document.append(format!("c{i}"), *v);
+            }
+        }
+        self.decoder
+            .append(&document)
+            .map_err(|e| DataFusionError::Internal(format!("empty aggregate row: {e:?}")))?;
+        self.rows = 1;
+        self.finish().map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::oid::ObjectId;
+
+    #[test]
+    fn id_ranges_cover_every_id_once() {
+        let ids: Vec<Bson> = (0..100u8)
+            .map(|i| {
+                let mut bytes = [0u8; 12];
+                bytes[11] = i;
+                Bson::ObjectId(ObjectId::from_bytes(bytes))
+            })
+            .collect();
+        let ranges = id_ranges(ids, 4);
+        assert_eq!(ranges.len(), 4);
+        assert!(ranges[0].get_array("$or").is_ok());
+        assert!(id_ranges(vec![Bson::Int32(1), Bson::Int32(2)], 2).is_empty());
+    }
+}
