@@ -193,7 +193,7 @@ impl TableProvider for MongoTable {
             Arc::clone(&self.remote),
             self.collection.clone(),
             Arc::clone(projected.arrow()),
-            Reading::Scan(scan),
+            Reading::Scan(Box::new(scan)),
             ranges,
             self.estimate,
             state.config().batch_size(),
@@ -286,7 +286,7 @@ impl ScanQuery {
 #[derive(Debug, Clone)]
 pub(crate) enum Reading {
     /// Fields of a collection.
-    Scan(ScanQuery),
+    Scan(Box<ScanQuery>),
     /// The output of a compiled sub-plan: fields `c0`, `c1`, ... typed `columns`.
     SubPlan {
         pipeline: Pipeline,
@@ -415,7 +415,7 @@ impl MongoScanExec {
             Arc::clone(&self.remote),
             self.collection.clone(),
             Arc::clone(&self.schema),
-            Reading::Scan(scan),
+            Reading::Scan(Box::new(scan)),
             Vec::new(),
             self.estimate,
             self.batch_size,
@@ -629,10 +629,11 @@ impl BatchReader {
                                 }
                             }
                             None => {
-                                if reader.rows == 0 && reader.total == 0 {
-                                    if let Some(batch) = reader.empty_batch()? {
-                                        return Ok(Some((batch, (reader, cursor, true))));
-                                    }
+                                if reader.rows == 0
+                                    && reader.total == 0
+                                    && let Some(batch) = reader.empty_batch()?
+                                {
+                                    return Ok(Some((batch, (reader, cursor, true))));
                                 }
                                 if reader.rows == 0 {
                                     return Ok(None);
