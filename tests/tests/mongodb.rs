@@ -321,6 +321,7 @@ async fn hostile_field_names_and_values_are_read_not_run() -> anyhow::Result<()>
             "_id": i as i32,
             "v": *value,
             "dotted.name": i as i32,
+            "$dollar": *value,
             "k": { "x.y": i as i32 % 2 },
         });
     }
@@ -360,6 +361,22 @@ async fn hostile_field_names_and_values_are_read_not_run() -> anyhow::Result<()>
     )
     .await?;
     assert_eq!(sum, ["55", "11"]);
+    let dollar = rows(
+        &client,
+        "SELECT \"$dollar\" FROM m.h WHERE \"$dollar\" = '$where'",
+    )
+    .await?;
+    assert_eq!(dollar, [[Some("$where".to_owned())]]);
+    let grouped = rows(
+        &client,
+        "SELECT \"$dollar\", count(*) FROM m.h GROUP BY \"$dollar\" HAVING \"$dollar\" LIKE '$%' ORDER BY 1",
+    )
+    .await?;
+    assert_eq!(
+        grouped,
+        [["$$ROOT", "1"], ["$gt", "1"], ["$where", "1"]]
+            .map(|r| r.map(|v| Some(v.to_owned())).to_vec())
+    );
     let nested = row(&client, "SELECT count(*) FROM m.h WHERE k['x.y'] = 1").await?;
     assert_eq!(nested, ["5"]);
     // The collection is intact.
