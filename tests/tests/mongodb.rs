@@ -422,6 +422,12 @@ async fn large_collections_are_read_in_parallel_id_ranges_missing_nothing() -> a
     expected.extend(10_000..10_005);
     expected.push(20_000);
     assert_eq!(seen, expected);
+    // estimatedDocumentCount, an inexact statistic for join ordering.
+    client
+        .simple_query("SET datafusion.explain.show_statistics = true")
+        .await?;
+    let explained = plan(&client, sql).await?;
+    assert!(explained.contains("Rows=Inexact(2006)"), "{explained}");
     drop(gateway);
     mongo.drop_database().await
 }
