@@ -203,6 +203,29 @@ async fn every_bson_type_round_trips_through_an_inferred_schema() -> anyhow::Res
     .await?;
     assert_eq!(third, [r#"{"k":[{"$numberInt":"1"}]}"#, "t", "t"]);
 
+    // Projections of nested fields read only those fields.
+    let sql = "SELECT addr['geo']['deep']['level'] AS level, addr['city'], _id FROM m.types \
+               ORDER BY addr['city'] NULLS FIRST LIMIT 2";
+    let explained = plan(&client, sql).await?;
+    assert!(
+        explained.contains(
+            r#""__polygate_path_0": "$addr.geo.deep.level", "__polygate_path_1": "$addr.city""#
+        ),
+        "{explained}"
+    );
+    assert!(!explained.contains("ProjectionExec"), "{explained}");
+    assert_eq!(
+        rows(&client, sql).await?,
+        [
+            [None, None, Some("650000000000000000000003".to_owned())],
+            [
+                None,
+                Some("Berlin".to_owned()),
+                Some("650000000000000000000002".to_owned())
+            ],
+        ]
+    );
+
     // Filters on nested fields are pushed as dotted paths.
     let sql = "SELECT _id FROM m.types WHERE addr['geo']['lat'] = 48";
     let explained = plan(&client, sql).await?;

@@ -8,6 +8,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Statistics, internal_err};
@@ -15,11 +16,13 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::SortOrderPushdownResult;
 use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
-use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_plan::expressions::{Column, Literal};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -181,7 +184,7 @@ impl TableProvider for MongoTable {
             columns: projected
                 .columns()
                 .iter()
-                .map(|(name, field)| (name.clone(), field.clone()))
+                .map(|(name, field)| ScanColumn::top_level(name, field))
                 .collect(),
         };
         let ranges = if limit.is_none() {
@@ -209,9 +212,42 @@ pub(crate) struct ScanQuery {
     /// `$addFields` of their null flags.
     sort: Option<(Document, Document)>,
     limit: Option<usize>,
-    /// The fields read, by top-level name, in output order.
-    columns: Vec<(String, FieldType)>,
+    /// The fields read, in output order.
+    columns: Vec<ScanColumn>,
 }
+
+/// A field a scan reads: a top-level field, or a nested one a projection asked for.
+#[derive(Debug, Clone)]
+struct ScanColumn {
+    /// The field's name in the documents the pipeline returns.
+    key: String,
+    /// Its dotted path in the collection's documents; the key for top-level fields.
+    path: String,
+    field: FieldType,
+}
+
+impl ScanColumn {
+    fn top_level(name: &str, field: &FieldType) -> Self {
+        Self {
+            key: name.to_owned(),
+            path: name.to_owned(),
+            field: field.clone(),
+        }
+    }
+
+    fn nested(&self) -> bool {
+        self.key != self.path
+    }
+
+    /// Whether `$sort` and `$type` can address the field by its path (nested paths are made
+    /// of safe names only).
+    fn addressable(&self) -> bool {
+        self.nested() || safe_name(&self.path)
+    }
+}
+
+/// The prefix of the keys nested fields are projected to; no column may have such a name.
+const NESTED_KEY: &str = "__polygate_path_";
 
 /// The prefix of the null flags a sort adds; no column may have such a name.
 const NULL_FLAG: &str = "__polygate_null_";
@@ -233,10 +269,14 @@ impl ScanQuery {
         }
         // Names the query language cannot project are read from whole documents. `_id` is
         // always read: errors name the document they found.
-        if self.columns.iter().all(|(name, _)| safe_name(name)) {
+        if self.columns.iter().all(|c| safe_name(&c.key)) {
             let mut project = doc! { "_id": 1 };
-            for (name, _) in &self.columns {
-                project.insert(name, 1);
+            for column in &self.columns {
+                if column.nested() {
+                    project.insert(&column.key, format!("${}", column.path));
+                } else {
+                    project.insert(&column.key, 1);
+                }
             }
             stages.push(doc! { "$project": project });
         }
@@ -249,19 +289,18 @@ impl ScanQuery {
     fn sort_for(&self, order: &[PhysicalSortExpr]) -> Option<(Document, Document)> {
         let mut flags = Document::new();
         let mut sort = Document::new();
-        if self
-            .columns
-            .iter()
-            .any(|(name, _)| name.starts_with(NULL_FLAG))
-        {
+        if self.columns.iter().any(|c| c.key.starts_with(NULL_FLAG)) {
             return None;
         }
         for (i, key) in order.iter().enumerate() {
             let column = key.expr.downcast_ref::<Column>()?;
-            let (name, field) = self.columns.get(column.index())?;
-            if !field.is_scalar() || *field == FieldType::Double || !safe_name(name) {
+            let scan_column = self.columns.get(column.index())?;
+            let field = &scan_column.field;
+            if !field.is_scalar() || *field == FieldType::Double || !scan_column.addressable() {
                 return None;
             }
+            // A nested field sorts by its path, before the projection names it.
+            let name = &scan_column.path;
             if sort.contains_key(name) {
                 continue;
             }
@@ -307,12 +346,9 @@ impl Reading {
 
     fn decoder(&self) -> RecordDecoder {
         match self {
-            Self::Scan(scan) => RecordDecoder::new(
-                "",
-                scan.columns
-                    .iter()
-                    .map(|(name, field)| (name.as_str(), field)),
-            ),
+            Self::Scan(scan) => {
+                RecordDecoder::new("", scan.columns.iter().map(|c| (c.key.as_str(), &c.field)))
+            }
             Self::SubPlan { columns, .. } => {
                 let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
                 RecordDecoder::new("", names.iter().map(String::as_str).zip(columns.iter()))
@@ -491,6 +527,82 @@ impl ExecutionPlan for MongoScanExec {
         Some(Arc::new(self.with_scan(scan, self.ordering.clone())))
     }
 
+    /// Projections of nested fields (`addr['city']`) read only those fields: the pipeline's
+    /// `$project` names each by its path, and the projection goes.
+    fn try_swapping_with_projection(
+        &self,
+        projection: &ProjectionExec,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(scan) = self.scan() else {
+            return Ok(None);
+        };
+        if !self.remote.pushdown
+            || self.ordering.is_some()
+            || !scan.columns.iter().all(|c| safe_name(&c.key))
+            || scan.columns.iter().any(|c| c.key.starts_with(NESTED_KEY))
+        {
+            return Ok(None);
+        }
+        let mut columns = Vec::new();
+        let mut any_nested = false;
+        for (i, item) in projection.expr().iter().enumerate() {
+            let Some((index, names)) = field_access(&item.expr) else {
+                return Ok(None);
+            };
+            let Some(base) = scan.columns.get(index) else {
+                return Ok(None);
+            };
+            if names.is_empty() {
+                columns.push(base.clone());
+                continue;
+            }
+            let mut field = &base.field;
+            let mut path = base.path.clone();
+            for name in names {
+                let FieldType::Document(fields) = field else {
+                    return Ok(None);
+                };
+                let Some(inner) = fields.get(name) else {
+                    return Ok(None);
+                };
+                if !safe_name(name) {
+                    return Ok(None);
+                }
+                field = inner;
+                path = format!("{path}.{name}");
+            }
+            any_nested = true;
+            columns.push(ScanColumn {
+                key: format!("{NESTED_KEY}{i}"),
+                path,
+                field: field.clone(),
+            });
+        }
+        if !any_nested {
+            return Ok(None);
+        }
+        let schema = projection.schema();
+        for (field, column) in schema.fields().iter().zip(&columns) {
+            if field.data_type() != &column.field.arrow_type() {
+                return Ok(None);
+            }
+        }
+        let scan = ScanQuery {
+            columns,
+            ..scan.clone()
+        };
+        Ok(Some(Arc::new(MongoScanExec::with_ordering(
+            Arc::clone(&self.remote),
+            self.collection.clone(),
+            schema,
+            Reading::Scan(Box::new(scan)),
+            self.ranges.clone(),
+            self.estimate,
+            self.batch_size,
+            None,
+        ))))
+    }
+
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![]
     }
@@ -561,6 +673,27 @@ impl ExecutionPlan for MongoScanExec {
             stream,
         ))))
     }
+}
+
+/// The column and the field names of `get_field(column, name, ...)` (nested or not), or of
+/// a bare column (no names).
+fn field_access(expr: &Arc<dyn PhysicalExpr>) -> Option<(usize, Vec<&str>)> {
+    if let Some(column) = expr.downcast_ref::<Column>() {
+        return Some((column.index(), Vec::new()));
+    }
+    let function = expr.downcast_ref::<ScalarFunctionExpr>()?;
+    if function.name() != "get_field" {
+        return None;
+    }
+    let (base, names) = function.args().split_first()?;
+    let (index, mut path) = field_access(base)?;
+    for name in names {
+        match name.downcast_ref::<Literal>()?.value() {
+            ScalarValue::Utf8(Some(name)) => path.push(name.as_str()),
+            _ => return None,
+        }
+    }
+    Some((index, path))
 }
 
 /// Decodes a pipeline's raw batches into record batches of about `batch_size` rows.
