@@ -95,17 +95,17 @@ impl MongoTable {
     }
 }
 
-/// Splits a sample of ObjectIds into `parts` ranges covering every `_id`: the first also takes
-/// every `_id` that is not an ObjectId, so no document is missed whatever the sample saw.
+/// Splits a sample of `_id`s into `parts` ranges of ObjectIds covering every `_id`: the first
+/// also takes every `_id` that is not an ObjectId, so no document is missed whatever the
+/// sample saw.
 fn id_ranges(ids: Vec<Bson>, parts: usize) -> Vec<Document> {
     let mut ids: Vec<_> = ids
         .into_iter()
-        .map(|id| match id {
+        .filter_map(|id| match id {
             Bson::ObjectId(id) => Some(id),
             _ => None,
         })
-        .collect::<Option<Vec<_>>>()
-        .unwrap_or_default();
+        .collect();
     ids.sort();
     ids.dedup();
     let mut bounds: Vec<_> = (1..parts)
@@ -856,5 +856,15 @@ mod tests {
         assert_eq!(ranges.len(), 4);
         assert!(ranges[0].get_array("$or").is_ok());
         assert!(id_ranges(vec![Bson::Int32(1), Bson::Int32(2)], 2).is_empty());
+        // A sample with a few other `_id`s still splits the ObjectIds.
+        let mut mixed: Vec<Bson> = (0..20u8)
+            .map(|i| {
+                let mut bytes = [0u8; 12];
+                bytes[11] = i;
+                Bson::ObjectId(ObjectId::from_bytes(bytes))
+            })
+            .collect();
+        mixed.push(Bson::String("text".into()));
+        assert_eq!(id_ranges(mixed, 2).len(), 2);
     }
 }
