@@ -21,3 +21,25 @@ pub fn repo_root() -> PathBuf {
         .expect("the tests crate lives in the repository")
         .to_path_buf()
 }
+
+/// The rows of `sql` run by the simple query protocol, exactly as sent in PostgreSQL's text
+/// format, NULL as `None`.
+pub async fn text_rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+    Ok(client
+        .simple_query(sql)
+        .await
+        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}

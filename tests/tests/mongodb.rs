@@ -8,24 +8,11 @@ use mongodb::bson::{Binary, Bson, DateTime, Decimal128, Document, Regex, Timesta
 use polygate_tests::backends::{self, Backend, PgDatabase};
 use polygate_tests::gateway::TestGateway;
 use polygate_tests::mongo::MongoDatabase;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 /// The rows of `sql` in PostgreSQL's text format.
 async fn rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
-    Ok(client
-        .simple_query(sql)
-        .await
-        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect())
+    polygate_tests::text_rows(client, sql).await
 }
 
 /// The one row of `sql`, its NULLs as `NULL`.

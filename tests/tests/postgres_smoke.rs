@@ -4,7 +4,7 @@
 
 use polygate_tests::backends::{self, Backend, PgDatabase};
 use polygate_tests::gateway::TestGateway;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 /// A text value in a form that compares values, not spellings: today's text encodings print
 /// float8 35 as `35.0` and timestamps with `.000000`, where PostgreSQL prints `35` and no
@@ -22,27 +22,9 @@ fn normalize(cell: Option<String>) -> Option<String> {
     Some(cell)
 }
 
-/// The rows of `sql` exactly as sent, in PostgreSQL's text format.
-async fn exact_text_rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
-    Ok(client
-        .simple_query(sql)
-        .await
-        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect())
-}
-
 /// The rows of `sql` in PostgreSQL's text format, normalized (see [`normalize`]).
 async fn text_rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
-    Ok(exact_text_rows(client, sql)
+    Ok(polygate_tests::text_rows(client, sql)
         .await?
         .into_iter()
         .map(|row| row.into_iter().map(normalize).collect())
@@ -193,12 +175,12 @@ async fn postgres_source_matches_postgres() -> anyhow::Result<()> {
         ),
     ];
     for (through_polygate, direct) in exact_cases {
-        let got = exact_text_rows(&client, through_polygate).await?;
-        let expected = exact_text_rows(&pg, direct).await?;
+        let got = polygate_tests::text_rows(&client, through_polygate).await?;
+        let expected = polygate_tests::text_rows(&pg, direct).await?;
         assert_eq!(got, expected, "{through_polygate}");
     }
     assert!(
-        exact_text_rows(&client, "SELECT exact::text FROM pg.decimals WHERE id = 1")
+        polygate_tests::text_rows(&client, "SELECT exact::text FROM pg.decimals WHERE id = 1")
             .await?
             .concat()
             .contains(&Some("9999999999999999999999999999.9999999999".to_owned()))
