@@ -9,6 +9,7 @@
 mod connector;
 mod error;
 mod names;
+pub mod scan;
 pub mod subplan;
 
 pub use connector::{Connector, ConnectorFactory, Namespace, SourceContext, TableRef};

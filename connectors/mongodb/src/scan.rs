@@ -17,18 +17,16 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::ScalarFunctionExpr;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::SortOrderPushdownResult;
 use datafusion::physical_plan::coop::make_cooperative;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
 use datafusion::physical_plan::expressions::{Column, Literal};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 use mongodb::bson::{Bson, Document, RawBsonRef, doc};
+use polygate_connector_core::scan::{estimated_rows, partition_statistics, scan_properties};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
 use crate::Remote;
@@ -400,28 +398,14 @@ impl MongoScanExec {
         batch_size: usize,
         ordering: Option<Vec<PhysicalSortExpr>>,
     ) -> Self {
-        let equivalences = match &ordering {
-            Some(ordering) => {
-                EquivalenceProperties::new_with_orderings(Arc::clone(&schema), [ordering.clone()])
-            }
-            None => EquivalenceProperties::new(Arc::clone(&schema)),
-        };
-        let properties = PlanProperties::new(
-            equivalences,
-            Partitioning::UnknownPartitioning(ranges.len().max(1)),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        )
-        .with_scheduling_type(SchedulingType::Cooperative);
+        let properties = scan_properties(Arc::clone(&schema), ordering.as_deref(), ranges.len());
         let limit = match &reading {
             Reading::Scan(scan) => scan.limit,
             Reading::SubPlan { .. } => None,
         };
-        let rows = match (&reading, estimate, limit) {
-            (Reading::SubPlan { .. }, _, _) => Precision::Absent,
-            (_, Some(rows), Some(limit)) => Precision::Inexact((rows as usize).min(limit)),
-            (_, Some(rows), None) => Precision::Inexact(rows as usize),
-            (_, None, _) => Precision::Absent,
+        let rows = match &reading {
+            Reading::SubPlan { .. } => Precision::Absent,
+            Reading::Scan(_) => estimated_rows(estimate.map(|rows| rows as usize), limit),
         };
         let statistics = Statistics::new_unknown(&schema).with_num_rows(rows);
         Self {
@@ -608,15 +592,12 @@ impl ExecutionPlan for MongoScanExec {
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        match (partition, self.ranges.len()) {
-            (Some(_), parts) if parts > 1 => {
-                let rows = self.statistics.num_rows.map(|rows| rows / parts);
-                Ok(Arc::new(
-                    Statistics::new_unknown(&self.schema).with_num_rows(rows),
-                ))
-            }
-            _ => Ok(Arc::clone(&self.statistics)),
-        }
+        Ok(partition_statistics(
+            &self.statistics,
+            &self.schema,
+            self.ranges.len(),
+            partition,
+        ))
     }
 
     fn apply_expressions(

@@ -7,23 +7,20 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Statistics, internal_err};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::PhysicalSortExpr;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::SortOrderPushdownResult;
 use datafusion::physical_plan::coop::make_cooperative;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
+use polygate_connector_core::scan::{estimated_rows, partition_statistics, scan_properties};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
 use deadpool_postgres::Object;
@@ -245,23 +242,9 @@ impl PostgresScanExec {
         ranges: Vec<CtidRange>,
     ) -> Self {
         let schema = Arc::clone(&partition.schema);
-        let equivalences = match &ordering {
-            Some(ordering) => EquivalenceProperties::new_with_orderings(schema, [ordering.clone()]),
-            None => EquivalenceProperties::new(schema),
-        };
-        let properties = PlanProperties::new(
-            equivalences,
-            Partitioning::UnknownPartitioning(ranges.len().max(1)),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        )
-        .with_scheduling_type(SchedulingType::Cooperative);
+        let properties = scan_properties(schema, ordering.as_deref(), ranges.len());
         // An estimate of the whole relation: filters only lower it, a limit caps it.
-        let rows = match (row_estimate, partition.limit) {
-            (Some(rows), Some(limit)) => Precision::Inexact(rows.min(limit)),
-            (Some(rows), None) => Precision::Inexact(rows),
-            (None, _) => Precision::Absent,
-        };
+        let rows = estimated_rows(row_estimate, partition.limit);
         let statistics = Statistics::new_unknown(&partition.schema).with_num_rows(rows);
         let snapshot = (ranges.len() > 1).then(|| {
             Arc::new(SharedSnapshot::new(
@@ -365,16 +348,13 @@ impl ExecutionPlan for PostgresScanExec {
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        match (partition, self.ranges.len()) {
-            (Some(_), parts) if parts > 1 => {
-                // Ranges of equal pages: an equal share of the estimate each.
-                let rows = self.statistics.num_rows.map(|rows| rows / parts);
-                Ok(Arc::new(
-                    Statistics::new_unknown(&self.partition.schema).with_num_rows(rows),
-                ))
-            }
-            _ => Ok(Arc::clone(&self.statistics)),
-        }
+        // Ranges of equal pages: an equal share of the estimate each.
+        Ok(partition_statistics(
+            &self.statistics,
+            &self.partition.schema,
+            self.ranges.len(),
+            partition,
+        ))
     }
 
     fn apply_expressions(
