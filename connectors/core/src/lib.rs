@@ -8,6 +8,7 @@
 
 mod connector;
 mod error;
+pub mod estimates;
 mod names;
 pub mod scan;
 pub mod subplan;

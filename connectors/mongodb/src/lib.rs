@@ -27,6 +27,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
+use polygate_connector_core::estimates::{ESTIMATE_MAX_AGE, RowEstimates};
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
@@ -78,6 +79,8 @@ pub struct MongoConnector {
     declared: HashMap<String, Declared>,
     /// Inferred schemas, until the next discovery (a catalog reload) refreshes them.
     schemas: Mutex<HashMap<TableRef, Arc<CollectionSchema>>>,
+    /// `estimatedDocumentCount`s, refreshed in the background once a minute old.
+    estimates: RowEstimates,
 }
 
 /// How to reach a source's server, shared by the source's collections.
@@ -233,6 +236,7 @@ impl MongoConnector {
             sample_size: options.sample_size,
             declared,
             schemas: Mutex::new(HashMap::new()),
+            estimates: RowEstimates::new(),
         })
     }
 
@@ -323,10 +327,12 @@ impl Connector for MongoConnector {
     }
 
     async fn discover(&self) -> Result<Vec<Namespace>, ConnectorError> {
-        // A discovery (start-up, reload, retry) re-samples every collection on next use.
+        // A discovery (start-up, reload, retry) re-samples and re-counts every collection on
+        // next use.
         if let Ok(mut cache) = self.schemas.lock() {
             cache.clear();
         }
+        self.estimates.clear();
         let mut namespaces = Vec::new();
         for database in &self.databases {
             let mut tables: Vec<String> = self
@@ -359,14 +365,17 @@ impl Connector for MongoConnector {
             )));
         }
         let schema = self.schema(table).await?;
-        let estimate = self
+        let collection = self
             .remote
             .database(&table.namespace)
             .await?
-            .collection::<Document>(&table.name)
-            .estimated_document_count()
-            .await
-            .ok();
+            .collection::<Document>(&table.name);
+        let estimate = self
+            .estimates
+            .get(table, ESTIMATE_MAX_AGE, || async move {
+                collection.estimated_document_count().await.ok()
+            })
+            .await;
         Ok(Arc::new(MongoTable::new(
             Arc::clone(&self.remote),
             table.clone(),
