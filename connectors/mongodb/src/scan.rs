@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
+use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Statistics, internal_err};
@@ -26,8 +27,10 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 use mongodb::bson::{Bson, Document, RawBsonRef, doc};
+use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor};
 use polygate_connector_core::scan::{estimated_rows, partition_statistics, scan_properties};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
+use tokio::sync::mpsc;
 
 use crate::Remote;
 use crate::decode::{RecordDecoder, extended_json};
@@ -677,6 +680,36 @@ fn field_access(expr: &Arc<dyn PhysicalExpr>) -> Option<(usize, Vec<&str>)> {
     Some((index, path))
 }
 
+/// A cursor's raw batches, fetched one ahead by a task of their own: the server prepares the
+/// next batch while this one decodes. Dropping it aborts the task, and so drops the cursor,
+/// which kills it on the server.
+struct Prefetched {
+    batches: mpsc::Receiver<mongodb::error::Result<RawBatch>>,
+    _fetcher: SpawnedTask<()>,
+}
+
+impl Prefetched {
+    fn new(mut cursor: RawBatchCursor) -> Self {
+        let (sender, batches) = mpsc::channel(1);
+        let fetcher = SpawnedTask::spawn(async move {
+            while let Some(batch) = cursor.next().await {
+                let failed = batch.is_err();
+                if sender.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self {
+            batches,
+            _fetcher: fetcher,
+        }
+    }
+
+    async fn next(&mut self) -> Option<mongodb::error::Result<RawBatch>> {
+        self.batches.recv().await
+    }
+}
+
 /// Decodes a pipeline's raw batches into record batches of about `batch_size` rows.
 struct BatchReader {
     remote: Arc<Remote>,
@@ -707,15 +740,14 @@ impl BatchReader {
                 .batch()
                 .await
                 .map_err(|e| SourceError::into_datafusion(&source, crate::driver_error(&e)))?;
-            // Dropping the stream drops the cursor, which kills it on the server.
             Ok::<_, DataFusionError>(futures::stream::try_unfold(
-                (self, cursor, false),
-                |(mut reader, mut cursor, done)| async move {
+                (self, Prefetched::new(cursor), false),
+                |(mut reader, mut batches, done)| async move {
                     if done {
                         return Ok(None);
                     }
                     loop {
-                        match cursor.next().await {
+                        match batches.next().await {
                             Some(batch) => {
                                 let batch =
                                     batch.map_err(|e| reader.error(crate::driver_error(&e)))?;
@@ -739,7 +771,7 @@ impl BatchReader {
                                 }
                                 if reader.rows >= reader.batch_size {
                                     let batch = reader.finish()?;
-                                    return Ok(Some((batch, (reader, cursor, false))));
+                                    return Ok(Some((batch, (reader, batches, false))));
                                 }
                             }
                             None => {
@@ -747,13 +779,13 @@ impl BatchReader {
                                     && reader.total == 0
                                     && let Some(batch) = reader.empty_batch()?
                                 {
-                                    return Ok(Some((batch, (reader, cursor, true))));
+                                    return Ok(Some((batch, (reader, batches, true))));
                                 }
                                 if reader.rows == 0 {
                                     return Ok(None);
                                 }
                                 let batch = reader.finish()?;
-                                return Ok(Some((batch, (reader, cursor, true))));
+                                return Ok(Some((batch, (reader, batches, true))));
                             }
                         }
                     }
