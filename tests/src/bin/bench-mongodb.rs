@@ -148,6 +148,9 @@ fn cpu_time() -> Duration {
 struct Measure {
     wall: Duration,
     cpu: Duration,
+    /// Until the first batch arrived: planning, the server running the pipeline, and the
+    /// first reply.
+    first: Duration,
 }
 
 /// Iterates the pipeline's raw batches, counting documents, decoding nothing.
@@ -162,8 +165,9 @@ async fn raw_scan(
         .batch_size(10_000)
         .batch()
         .await?;
-    let mut seen = 0;
+    let (mut seen, mut first) = (0, None);
     while let Some(batch) = cursor.next().await {
+        first.get_or_insert_with(|| start.elapsed());
         seen += batch?.doc_slices()?.into_iter().count();
     }
     if seen as i64 != documents {
@@ -172,6 +176,7 @@ async fn raw_scan(
     Ok(Measure {
         wall: start.elapsed(),
         cpu: cpu_time() - cpu,
+        first: first.unwrap_or_default(),
     })
 }
 
@@ -184,8 +189,9 @@ async fn scan(engine: &Engine, sql: &str, documents: i64) -> anyhow::Result<Meas
         .await?;
     let (start, cpu) = (Instant::now(), cpu_time());
     let mut stream = ctx.sql(sql).await?.execute_stream().await?;
-    let mut seen = 0;
+    let (mut seen, mut first) = (0, None);
     while let Some(batch) = stream.next().await {
+        first.get_or_insert_with(|| start.elapsed());
         seen += batch?.num_rows();
     }
     if seen as i64 != documents {
@@ -194,6 +200,7 @@ async fn scan(engine: &Engine, sql: &str, documents: i64) -> anyhow::Result<Meas
     Ok(Measure {
         wall: start.elapsed(),
         cpu: cpu_time() - cpu,
+        first: first.unwrap_or_default(),
     })
 }
 
@@ -205,9 +212,11 @@ async fn query(engine: &Engine, sql: &str, rows: usize) -> anyhow::Result<Measur
     if seen != rows {
         bail!("{sql}: {seen} rows, expected {rows}");
     }
+    let wall = start.elapsed();
     Ok(Measure {
-        wall: start.elapsed(),
+        wall,
         cpu: cpu_time() - cpu,
+        first: wall,
     })
 }
 
@@ -233,13 +242,32 @@ fn report(
         median(base.iter().map(|m| m.cpu)),
         median(measured.iter().map(|m| m.cpu)),
     );
+    let (base_first, measured_first) = (
+        median(base.iter().map(|m| m.first)),
+        median(measured.iter().map(|m| m.first)),
+    );
+    let all = |measures: &[Measure]| {
+        let walls: Vec<String> = measures
+            .iter()
+            .map(|m| format!("{:.1}", m.wall.as_secs_f64()))
+            .collect();
+        walls.join(" ")
+    };
     println!(
-        "{what}: {reference} {:.3} s (cpu {:.3} s), {subject} {:.3} s (cpu {:.3} s), ratio {:.2}",
+        "{what}: {reference} {:.3} s (cpu {:.3} s, first batch {:.3} s), {subject} {:.3} s \
+         (cpu {:.3} s, first batch {:.3} s), ratio {:.2}",
         base_wall.as_secs_f64(),
         base_cpu.as_secs_f64(),
+        base_first.as_secs_f64(),
         measured_wall.as_secs_f64(),
         measured_cpu.as_secs_f64(),
+        measured_first.as_secs_f64(),
         measured_wall.as_secs_f64() / base_wall.as_secs_f64()
+    );
+    println!(
+        "  every run, s: {reference}: {}; {subject}: {}",
+        all(base),
+        all(measured)
     );
     (base_cpu, measured_cpu)
 }
