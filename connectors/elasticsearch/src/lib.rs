@@ -1,0 +1,426 @@
+//! The `elasticsearch` connector: the indices and aliases of an Elasticsearch or OpenSearch
+//! cluster as relations.
+//!
+//! An index's mapping is its schema (`mapping.rs`): text with its keyword sub-field, every
+//! numeric type, dates in their mapping's formats (`dates.rs`), objects as structs, nested
+//! fields as lists of structs, geo points as `{lat, lon}`, and anything else as JSON text,
+//! never dropped. The cluster has no array type: a field is a list when catalog.toml says so
+//! or a sample of documents holds arrays in it. Scans (`scan.rs`) send the filters the
+//! cluster answers exactly (`query.rs`) and read `_source` straight into Arrow
+//! (`decode.rs`), paging by point in time and `search_after`, or by scroll, in parallel
+//! slices for large indices.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::catalog::TableProvider;
+use polygate_connector_core::estimates::{ESTIMATE_MAX_AGE, RowEstimates};
+use polygate_connector_core::{
+    Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
+    TableRef,
+};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+mod dates;
+mod decode;
+mod mapping;
+mod options;
+mod query;
+mod remote;
+mod scan;
+
+pub use options::{ElasticOptions, IndexOptions};
+pub use scan::Paging;
+
+use dates::DateFormats;
+use mapping::{Field, Overrides};
+use remote::{Auth, Remote, path_segment};
+use scan::{IndexTable, ScanSettings};
+
+/// The one namespace of a source: a cluster's indices and aliases share one name space.
+pub const NAMESPACE: &str = "indices";
+
+/// Builds [`ElasticConnector`]s from `kind = "elasticsearch"` sources.
+pub struct ElasticConnectorFactory;
+
+impl ConnectorFactory for ElasticConnectorFactory {
+    type Options = ElasticOptions;
+    const KIND: &'static str = "elasticsearch";
+
+    fn create(
+        context: &SourceContext,
+        options: ElasticOptions,
+    ) -> Result<Arc<dyn Connector>, OptionError> {
+        Ok(Arc::new(ElasticConnector::new(context, options)?))
+    }
+}
+
+/// An index's relation: its fields and Arrow schema.
+#[derive(Debug)]
+struct IndexSchema {
+    fields: Arc<Vec<Field>>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+/// Reads the indices and aliases of one cluster.
+#[derive(Debug)]
+pub struct ElasticConnector {
+    remote: Arc<Remote>,
+    settings: Arc<ScanSettings>,
+    names: NameFilter,
+    sample_size: u32,
+    overrides: HashMap<String, Overrides>,
+    /// Schemas read from mappings, until the next discovery (a catalog reload).
+    schemas: Mutex<HashMap<String, Arc<IndexSchema>>>,
+    /// `_count`s, refreshed in the background once a minute old.
+    estimates: RowEstimates,
+}
+
+impl ElasticConnector {
+    /// Checks the options; the cluster is first contacted by discovery.
+    pub fn new(context: &SourceContext, options: ElasticOptions) -> Result<Self, OptionError> {
+        let nodes = match (options.url, options.urls.is_empty()) {
+            (Some(url), true) => vec![url],
+            (None, false) => options.urls,
+            (Some(_), false) => {
+                return Err(OptionError::new(
+                    "urls",
+                    "give either url or urls, not both",
+                ));
+            }
+            (None, true) => return Err(OptionError::new("url", "missing key")),
+        };
+        for (i, node) in nodes.iter().enumerate() {
+            if !node.starts_with("http://") && !node.starts_with("https://") {
+                let key = if nodes.len() == 1 {
+                    "url".to_owned()
+                } else {
+                    format!("urls[{i}]")
+                };
+                return Err(OptionError::new(
+                    key,
+                    "must be an http:// or https:// address",
+                ));
+            }
+        }
+        let auth = match (options.username, options.password, options.api_key) {
+            (None, None, None) => Auth::None,
+            (Some(username), Some(password), None) => Auth::Basic { username, password },
+            (None, None, Some(key)) => Auth::ApiKey(key),
+            (Some(_), None, None) => return Err(OptionError::new("password", "missing key")),
+            (None, Some(_), None) => return Err(OptionError::new("username", "missing key")),
+            _ => {
+                return Err(OptionError::new(
+                    "api_key",
+                    "give either api_key or username and password, not both",
+                ));
+            }
+        };
+        let ca_pem = match &options.ca_file {
+            Some(path) => Some(
+                std::fs::read(context.base_dir.join(path))
+                    .map_err(|e| OptionError::new("ca_file", format!("cannot read {path}: {e}")))?,
+            ),
+            None => None,
+        };
+        let paging = match options.paging.as_str() {
+            "auto" => Paging::Auto,
+            "point_in_time" => Paging::PointInTime,
+            "scroll" => Paging::Scroll,
+            other => {
+                return Err(OptionError::new(
+                    "paging",
+                    format!("{other:?} is not one of auto, point_in_time, scroll"),
+                ));
+            }
+        };
+        if !(1..=10_000).contains(&options.page_size) {
+            return Err(OptionError::new("page_size", "must be between 1 and 10000"));
+        }
+        if options.partition_documents == 0 {
+            return Err(OptionError::new(
+                "partition_documents",
+                "must be at least 1",
+            ));
+        }
+        let mut overrides = HashMap::new();
+        for (index, declared) in options.indices {
+            let mut date_formats = Vec::new();
+            for (path, format) in declared.date_formats {
+                let formats = DateFormats::parse(&format).map_err(|e| {
+                    OptionError::new(format!("indices.{index}.date_formats.{path}"), e)
+                })?;
+                date_formats.push((path, formats));
+            }
+            overrides.insert(
+                index,
+                Overrides {
+                    arrays: declared.arrays,
+                    json: declared.json,
+                    date_formats,
+                },
+            );
+        }
+        let remote = Remote::new(
+            context.name.clone(),
+            nodes,
+            auth,
+            ca_pem,
+            Duration::from_secs(options.connect_timeout_secs),
+            Duration::from_secs(options.request_timeout_secs),
+        )
+        .map_err(|e| OptionError::new("ca_file", e))?;
+        Ok(Self {
+            remote: Arc::new(remote),
+            settings: Arc::new(ScanSettings {
+                pushdown: options.pushdown,
+                page_size: options.page_size as usize,
+                partition_documents: options.partition_documents,
+                paging,
+            }),
+            names: NameFilter::new(options.include, options.exclude),
+            sample_size: options.sample_size,
+            overrides,
+            schemas: Mutex::new(HashMap::new()),
+            estimates: RowEstimates::new(),
+        })
+    }
+
+    /// The schema of `index`: cached, or read from its mapping and a sample now.
+    async fn schema(&self, index: &str) -> Result<Arc<IndexSchema>, ConnectorError> {
+        if let Some(schema) = self
+            .schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(index)
+        {
+            return Ok(Arc::clone(schema));
+        }
+        let segment = path_segment(index);
+        let mappings = self
+            .remote
+            .json(Method::GET, &format!("/{segment}/_mapping"), None)
+            .await?;
+        let properties = merged_properties(&mappings);
+        let overrides = self.overrides.get(index).cloned().unwrap_or_default();
+        let mut unsupported = Vec::new();
+        let mut fields = mapping::fields(&properties, &overrides, &mut unsupported)
+            .map_err(|e| ConnectorError::InvalidData(format!("the mapping of {index}: {e}")))?;
+        for field in &unsupported {
+            tracing::warn!(
+                source = %self.remote.source,
+                "field {} of {index} is mapped as {}: read as JSON text",
+                field.path,
+                field.mapping_type
+            );
+        }
+        if self.sample_size > 0 {
+            let sample = self
+                .remote
+                .json(
+                    Method::POST,
+                    &format!("/{segment}/_search"),
+                    Some(&json!({ "size": self.sample_size, "track_total_hits": false })),
+                )
+                .await?;
+            let mut arrays = Vec::new();
+            let hits = sample
+                .pointer("/hits/hits")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
+            for hit in hits {
+                if let Some(source) = hit.get("_source").and_then(Value::as_object) {
+                    mapping::array_paths(source, "", &mut arrays);
+                }
+            }
+            mapping::mark_lists(&mut fields, &arrays);
+        }
+        let schema = Arc::new(IndexSchema {
+            schema: Arc::new(mapping::arrow_schema(&fields)),
+            fields: Arc::new(fields),
+        });
+        self.schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(index.to_owned(), Arc::clone(&schema));
+        Ok(schema)
+    }
+}
+
+/// The `properties` of every index a `_mapping` answer covers, merged: a field mapped
+/// differently by two indices reads as JSON text.
+fn merged_properties(mappings: &Value) -> Map<String, Value> {
+    let mut merged = Map::new();
+    if let Some(indices) = mappings.as_object() {
+        for mapping in indices.values() {
+            if let Some(properties) = mapping
+                .pointer("/mappings/properties")
+                .and_then(Value::as_object)
+            {
+                merge_properties(&mut merged, properties);
+            }
+        }
+    }
+    merged
+}
+
+fn merge_properties(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+    for (name, mapping) in from {
+        match into.get_mut(name) {
+            None => {
+                into.insert(name.clone(), mapping.clone());
+            }
+            Some(existing) if existing == mapping => {}
+            Some(existing) => {
+                let both_objects = [&*existing, mapping].iter().all(|m| {
+                    m.get("properties").is_some()
+                        && matches!(m.get("type").and_then(Value::as_str), None | Some("object"))
+                });
+                if both_objects
+                    && let (Some(Value::Object(a)), Some(Value::Object(b))) =
+                        (existing.get_mut("properties"), mapping.get("properties"))
+                {
+                    merge_properties(a, b);
+                } else {
+                    *existing = json!({ "type": "conflicting mappings" });
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for ElasticConnector {
+    fn kind(&self) -> &'static str {
+        ElasticConnectorFactory::KIND
+    }
+
+    async fn discover(&self) -> Result<Vec<Namespace>, ConnectorError> {
+        // A discovery (start-up, reload, retry) re-reads every mapping on next use.
+        self.schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.estimates.clear();
+        self.remote.flavour().await?;
+        // Every index with its aliases; hidden and system indices start with a dot.
+        let aliases = self.remote.json(Method::GET, "/_alias", None).await?;
+        let mut names = BTreeMap::new();
+        if let Some(indices) = aliases.as_object() {
+            for (index, entry) in indices {
+                names.insert(index.clone(), ());
+                if let Some(aliases) = entry.get("aliases").and_then(Value::as_object) {
+                    for alias in aliases.keys() {
+                        names.insert(alias.clone(), ());
+                    }
+                }
+            }
+        }
+        let tables = names
+            .into_keys()
+            .filter(|name| !name.starts_with('.') && self.names.exposes(name))
+            .collect();
+        Ok(vec![Namespace {
+            name: NAMESPACE.to_owned(),
+            tables,
+        }])
+    }
+
+    async fn table_provider(
+        &self,
+        table: &TableRef,
+    ) -> Result<Arc<dyn TableProvider>, ConnectorError> {
+        if table.namespace != NAMESPACE || !self.names.exposes(&table.name) {
+            return Err(ConnectorError::NotFound(format!(
+                "{}.{}",
+                self.remote.source, table.name
+            )));
+        }
+        let schema = self.schema(&table.name).await?;
+        let remote = Arc::clone(&self.remote);
+        let path = format!("/{}/_count", path_segment(&table.name));
+        let estimate = self
+            .estimates
+            .get(table, ESTIMATE_MAX_AGE, || async move {
+                let answer = remote.json(Method::GET, &path, None).await.ok()?;
+                answer.get("count").and_then(Value::as_u64)
+            })
+            .await;
+        Ok(Arc::new(IndexTable::new(
+            Arc::clone(&self.remote),
+            Arc::clone(&self.settings),
+            table.name.clone(),
+            Arc::clone(&schema.fields),
+            Arc::clone(&schema.schema),
+            estimate,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings_of_several_indices_merge_and_conflicts_read_as_json() {
+        let answer = json!({
+            "logs-1": {"mappings": {"properties": {
+                "a": {"type": "keyword"}, "n": {"type": "long"},
+                "o": {"properties": {"x": {"type": "long"}}}}}},
+            "logs-2": {"mappings": {"properties": {
+                "a": {"type": "keyword"}, "n": {"type": "keyword"},
+                "o": {"properties": {"y": {"type": "keyword"}}}}}},
+        });
+        let merged = merged_properties(&answer);
+        assert_eq!(merged["a"], json!({"type": "keyword"}));
+        assert_eq!(merged["n"], json!({"type": "conflicting mappings"}));
+        assert_eq!(
+            merged["o"],
+            json!({"properties": {"x": {"type": "long"}, "y": {"type": "keyword"}}})
+        );
+    }
+
+    fn options(toml: &str) -> Result<ElasticConnector, OptionError> {
+        let options: ElasticOptions =
+            toml::from_str(toml).map_err(|e| OptionError::new("toml", e.to_string()))?;
+        let context = SourceContext {
+            name: "search".into(),
+            base_dir: ".".into(),
+        };
+        ElasticConnector::new(&context, options)
+    }
+
+    #[test]
+    fn bad_options_are_refused_by_key() {
+        let key = |toml: &str| options(toml).err().map(|e| e.key);
+        assert_eq!(key(r#"url = "http://localhost:9200""#), None);
+        assert_eq!(key(r#"url = "localhost:9200""#).as_deref(), Some("url"));
+        assert_eq!(
+            key(r#"urls = ["http://a:9200", "ftp://b"]"#).as_deref(),
+            Some("urls[1]")
+        );
+        assert_eq!(
+            key("url = \"http://a\"\nusername = \"u\"").as_deref(),
+            Some("password")
+        );
+        assert_eq!(
+            key("url = \"http://a\"\npaging = \"fast\"").as_deref(),
+            Some("paging")
+        );
+        assert_eq!(
+            key("url = \"http://a\"\npage_size = 20000").as_deref(),
+            Some("page_size")
+        );
+        assert_eq!(
+            key("url = \"http://a\"\nca_file = \"/nonexistent/ca.pem\"").as_deref(),
+            Some("ca_file")
+        );
+        assert_eq!(
+            key("url = \"http://a\"\n[indices.x.date_formats]\nd = \"yyyy-QQ\"").as_deref(),
+            Some("indices.x.date_formats.d")
+        );
+    }
+}

@@ -1,0 +1,692 @@
+//! An index as a DataFusion table: the search each scan sends, and the pages it reads.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, RecordBatchOptions, StringBuilder};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::runtime::SpawnedTask;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Statistics, internal_err};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::coop::make_cooperative;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use polygate_connector_core::scan::{estimated_rows, partition_statistics, scan_properties};
+use polygate_connector_core::{ConnectorError, SourceError};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::decode::RecordDecoder;
+use crate::mapping::Field;
+use crate::query::filter;
+use crate::remote::{Flavour, Remote, path_segment};
+
+/// How scans page through an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// Point in time and `search_after` where the cluster sorts by `_shard_doc`
+    /// (Elasticsearch 7.12+, OpenSearch 3.3+), scroll elsewhere.
+    Auto,
+    /// Always a point in time with `search_after`.
+    PointInTime,
+    /// Always a scroll.
+    Scroll,
+}
+
+/// How long a point in time or scroll lives between two pages.
+const KEEP_ALIVE: &str = "2m";
+
+/// What a source's scans share.
+#[derive(Debug)]
+pub(crate) struct ScanSettings {
+    pub pushdown: bool,
+    pub page_size: usize,
+    pub partition_documents: u64,
+    pub paging: Paging,
+}
+
+/// An index (or alias, or pattern) of a source.
+#[derive(Debug)]
+pub(crate) struct IndexTable {
+    remote: Arc<Remote>,
+    settings: Arc<ScanSettings>,
+    index: String,
+    fields: Arc<Vec<Field>>,
+    schema: SchemaRef,
+    estimate: Option<u64>,
+}
+
+impl IndexTable {
+    pub fn new(
+        remote: Arc<Remote>,
+        settings: Arc<ScanSettings>,
+        index: String,
+        fields: Arc<Vec<Field>>,
+        schema: SchemaRef,
+        estimate: Option<u64>,
+    ) -> Self {
+        Self {
+            remote,
+            settings,
+            index,
+            fields,
+            schema,
+            estimate,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for IndexTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|expr| {
+                if self.settings.pushdown && filter(self.fields.as_ref(), expr).is_some() {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let schema = Arc::new(self.schema.project(&projection)?);
+        let columns: Vec<Column> = projection
+            .iter()
+            .map(|&i| match i {
+                0 => Column::Id,
+                1 => Column::Index,
+                i => Column::Field(self.fields[i - 2].clone()),
+            })
+            .collect();
+        let queries: Vec<Value> = if self.settings.pushdown {
+            filters
+                .iter()
+                .map(|expr| filter(self.fields.as_ref(), expr))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    DataFusionError::Internal("a filter reported exact has no query".into())
+                })?
+        } else {
+            Vec::new()
+        };
+        let limit = if self.settings.pushdown { limit } else { None };
+        let slices = match (self.estimate, limit) {
+            (Some(documents), None) => {
+                let parts = (documents / self.settings.partition_documents)
+                    .min(state.config().target_partitions() as u64);
+                if parts >= 2 { parts as usize } else { 1 }
+            }
+            _ => 1,
+        };
+        let search = Search {
+            query: match queries.len() {
+                0 => None,
+                1 => queries.into_iter().next(),
+                _ => Some(json!({ "bool": { "filter": queries } })),
+            },
+            columns,
+            limit,
+        };
+        Ok(Arc::new(SearchExec::new(
+            Arc::clone(&self.remote),
+            Arc::clone(&self.settings),
+            self.index.clone(),
+            schema,
+            search,
+            slices,
+            self.estimate,
+        )))
+    }
+}
+
+/// One column of a scan's output.
+#[derive(Debug, Clone)]
+enum Column {
+    Id,
+    Index,
+    Field(Field),
+}
+
+/// What a scan asks of the cluster.
+#[derive(Debug, Clone)]
+struct Search {
+    query: Option<Value>,
+    columns: Vec<Column>,
+    limit: Option<usize>,
+}
+
+impl Search {
+    /// `_source` filtering: the top-level fields the columns read, or `false` for none.
+    fn source(&self) -> Value {
+        let mut includes: Vec<&str> = self
+            .columns
+            .iter()
+            .filter_map(|c| match c {
+                Column::Field(field) => Some(field.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if includes.is_empty() {
+            return Value::Bool(false);
+        }
+        includes.sort_unstable();
+        // Each name is also given with `.*`: `_source` may hold an object's fields under
+        // dotted keys (`"a.b": 1`), which a plain `a` does not include.
+        let patterns: Vec<String> = includes
+            .iter()
+            .flat_map(|name| [(*name).to_owned(), format!("{name}.*")])
+            .collect();
+        json!({ "includes": patterns })
+    }
+
+    /// The body of the first request, without paging: query, `_source`, size.
+    fn body(&self, size: usize) -> Map<String, Value> {
+        let mut body = Map::new();
+        if let Some(query) = &self.query {
+            body.insert("query".into(), query.clone());
+        }
+        body.insert("_source".into(), self.source());
+        body.insert("size".into(), Value::from(size));
+        body
+    }
+}
+
+/// Scans an index with one search per partition.
+#[derive(Debug)]
+pub(crate) struct SearchExec {
+    remote: Arc<Remote>,
+    settings: Arc<ScanSettings>,
+    index: String,
+    schema: SchemaRef,
+    search: Search,
+    slices: usize,
+    properties: Arc<PlanProperties>,
+    statistics: Arc<Statistics>,
+}
+
+impl SearchExec {
+    fn new(
+        remote: Arc<Remote>,
+        settings: Arc<ScanSettings>,
+        index: String,
+        schema: SchemaRef,
+        search: Search,
+        slices: usize,
+        estimate: Option<u64>,
+    ) -> Self {
+        let properties = scan_properties(Arc::clone(&schema), None, slices);
+        let rows = estimated_rows(estimate.map(|rows| rows as usize), search.limit);
+        let statistics = Statistics::new_unknown(&schema).with_num_rows(rows);
+        Self {
+            remote,
+            settings,
+            index,
+            schema,
+            search,
+            slices,
+            properties: Arc::new(properties),
+            statistics: Arc::new(statistics),
+        }
+    }
+}
+
+impl DisplayAs for SearchExec {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "SearchExec: source={}, index={}",
+            self.remote.source, self.index
+        )?;
+        if self.slices > 1 {
+            write!(f, ", slices={}", self.slices)?;
+        }
+        let size = self.search.limit.unwrap_or(self.settings.page_size);
+        write!(f, ", body={}", Value::Object(self.search.body(size)))
+    }
+}
+
+impl ExecutionPlan for SearchExec {
+    fn name(&self) -> &'static str {
+        "SearchExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        Ok(partition_statistics(
+            &self.statistics,
+            &self.schema,
+            self.slices,
+            partition,
+        ))
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            internal_err!("SearchExec has no children to replace")
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition >= self.slices {
+            return internal_err!(
+                "SearchExec has {} partitions, asked for {partition}",
+                self.slices
+            );
+        }
+        let pager = Pager {
+            remote: Arc::clone(&self.remote),
+            index: self.index.clone(),
+            search: self.search.clone(),
+            page_size: self.settings.page_size,
+            paging: self.settings.paging,
+            slice: (self.slices > 1).then_some((partition, self.slices)),
+        };
+        let fields: Vec<Field> = self
+            .search
+            .columns
+            .iter()
+            .filter_map(|c| match c {
+                Column::Field(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect();
+        let reader = PageReader {
+            source: self.remote.source.clone(),
+            schema: Arc::clone(&self.schema),
+            columns: self.search.columns.clone(),
+            decoder: RecordDecoder::new("", &fields),
+        };
+        let pages = Prefetched::new(pager);
+        let stream =
+            futures::stream::try_unfold((reader, pages), |(mut reader, mut pages)| async move {
+                match pages.next().await {
+                    Some(Ok(page)) => {
+                        let batch = reader.decode(page)?;
+                        Ok(Some((batch, (reader, pages))))
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => Ok(None),
+                }
+            });
+        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        ))))
+    }
+}
+
+/// One page of hits, as the cluster sent it.
+#[derive(Debug, Deserialize)]
+struct SearchResponse {
+    #[serde(default)]
+    pit_id: Option<String>,
+    #[serde(rename = "_scroll_id", default)]
+    scroll_id: Option<String>,
+    #[serde(default)]
+    timed_out: bool,
+    #[serde(rename = "_shards", default)]
+    shards: Option<Shards>,
+    hits: Hits,
+}
+
+#[derive(Debug, Deserialize)]
+struct Shards {
+    #[serde(default)]
+    failed: u64,
+    #[serde(default)]
+    failures: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Hits {
+    hits: Vec<Hit>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Hit {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(rename = "_index")]
+    index: String,
+    #[serde(rename = "_source", default)]
+    source: Option<Map<String, Value>>,
+    #[serde(default)]
+    sort: Option<Vec<Value>>,
+}
+
+/// A search context to close when the scan ends or is dropped.
+#[derive(Debug)]
+enum Context {
+    PointInTime(String),
+    Scroll(String),
+}
+
+/// Closes its context when dropped, in the background: a scan cancelled or stopped by a
+/// LIMIT leaves nothing open on the cluster.
+struct ContextGuard {
+    remote: Arc<Remote>,
+    flavour: Flavour,
+    context: Option<Context>,
+}
+
+impl ContextGuard {
+    fn request(&self) -> Option<(&'static str, Value)> {
+        match self.context.as_ref()? {
+            Context::PointInTime(id) => Some(self.flavour.close_point_in_time(id)),
+            Context::Scroll(id) => Some(("/_search/scroll", json!({ "scroll_id": [id] }))),
+        }
+    }
+
+    async fn close(mut self) -> Result<(), ConnectorError> {
+        if let Some((path, body)) = self.request() {
+            self.context = None;
+            self.remote
+                .request(Method::DELETE, path, Some(&body))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        let Some((path, body)) = self.request() else {
+            return;
+        };
+        let remote = Arc::clone(&self.remote);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = remote.request(Method::DELETE, path, Some(&body)).await {
+                    tracing::warn!(source = %remote.source, %error, "closing a search context");
+                }
+            });
+        }
+    }
+}
+
+/// Fetches the pages of one partition's search, in order.
+struct Pager {
+    remote: Arc<Remote>,
+    index: String,
+    search: Search,
+    page_size: usize,
+    paging: Paging,
+    slice: Option<(usize, usize)>,
+}
+
+impl Pager {
+    fn error(&self, error: ConnectorError) -> DataFusionError {
+        SourceError::into_datafusion(&self.remote.source, error)
+    }
+
+    /// Sends every page to `pages`, closing the search context at the end.
+    async fn run(self, pages: mpsc::Sender<Result<Vec<Hit>>>) {
+        if let Err(error) = self.pages(&pages).await {
+            let _ = pages.send(Err(error)).await;
+        }
+    }
+
+    async fn pages(&self, pages: &mpsc::Sender<Result<Vec<Hit>>>) -> Result<()> {
+        // A limit within one page needs no context: one request answers it.
+        if let Some(limit) = self.search.limit
+            && limit <= self.page_size
+            && self.slice.is_none()
+        {
+            let mut body = self.search.body(limit);
+            body.insert("sort".into(), json!(["_doc"]));
+            body.insert("track_total_hits".into(), Value::Bool(false));
+            let path = format!("/{}/_search", path_segment(&self.index));
+            let page = self.send(&path, &Value::Object(body)).await?;
+            let _ = pages.send(Ok(page.hits.hits)).await;
+            return Ok(());
+        }
+        let flavour = self.remote.flavour().await.map_err(|e| self.error(e))?;
+        let point_in_time = match self.paging {
+            Paging::Auto => flavour.sorts_by_shard_doc(),
+            Paging::PointInTime => true,
+            Paging::Scroll => false,
+        };
+        let mut guard = ContextGuard {
+            remote: Arc::clone(&self.remote),
+            flavour,
+            context: None,
+        };
+        let mut left = self.search.limit.unwrap_or(usize::MAX);
+        let mut body = self.search.body(self.page_size.min(left));
+        if let Some((id, max)) = self.slice {
+            body.insert("slice".into(), json!({ "id": id, "max": max }));
+        }
+        let mut page = if point_in_time {
+            let (path, key) = flavour.open_point_in_time(&self.index, KEEP_ALIVE);
+            let opened = self
+                .remote
+                .json(Method::POST, &path, None)
+                .await
+                .map_err(|e| self.error(e))?;
+            let id = opened
+                .get(key)
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    self.error(ConnectorError::InvalidData(format!(
+                        "opening a point in time gave no {key}"
+                    )))
+                })?
+                .to_owned();
+            guard.context = Some(Context::PointInTime(id.clone()));
+            body.insert("pit".into(), json!({ "id": id, "keep_alive": KEEP_ALIVE }));
+            body.insert("sort".into(), json!([{ "_shard_doc": "asc" }]));
+            // Counting every hit costs the cluster work no page needs (scrolls must count).
+            body.insert("track_total_hits".into(), Value::Bool(false));
+            self.send("/_search", &Value::Object(body.clone())).await?
+        } else {
+            body.insert("sort".into(), json!(["_doc"]));
+            let path = format!("/{}/_search?scroll={KEEP_ALIVE}", path_segment(&self.index));
+            self.send(&path, &Value::Object(body.clone())).await?
+        };
+        loop {
+            if let Some(id) = page.pit_id.take() {
+                body.insert("pit".into(), json!({ "id": id, "keep_alive": KEEP_ALIVE }));
+                guard.context = Some(Context::PointInTime(id));
+            }
+            if let Some(id) = page.scroll_id.take() {
+                guard.context = Some(Context::Scroll(id));
+            }
+            let mut hits = page.hits.hits;
+            let full = hits.len() >= self.page_size.min(left);
+            hits.truncate(left);
+            left -= hits.len();
+            let after = hits.last().and_then(|hit| hit.sort.clone());
+            if !hits.is_empty() && pages.send(Ok(hits)).await.is_err() {
+                // The scan was dropped: the guard closes the context.
+                return Ok(());
+            }
+            if !full || left == 0 {
+                break;
+            }
+            page = if point_in_time {
+                let Some(after) = after else {
+                    return Err(self.error(ConnectorError::InvalidData(
+                        "a hit of a point-in-time search has no sort values".into(),
+                    )));
+                };
+                body.insert("search_after".into(), Value::Array(after));
+                body.insert("size".into(), Value::from(self.page_size.min(left)));
+                self.send("/_search", &Value::Object(body.clone())).await?
+            } else {
+                let Some(Context::Scroll(id)) = &guard.context else {
+                    return Err(self.error(ConnectorError::InvalidData(
+                        "a scroll search gave no scroll id".into(),
+                    )));
+                };
+                let next = json!({ "scroll": KEEP_ALIVE, "scroll_id": id });
+                self.send("/_search/scroll", &next).await?
+            };
+        }
+        guard.close().await.map_err(|e| self.error(e))
+    }
+
+    /// Sends one search and reads its page; shard failures and timeouts are errors, never
+    /// fewer rows.
+    async fn send(&self, path: &str, body: &Value) -> Result<SearchResponse> {
+        let bytes = self
+            .remote
+            .request(Method::POST, path, Some(body))
+            .await
+            .map_err(|e| self.error(e))?;
+        let page: SearchResponse = serde_json::from_slice(&bytes).map_err(|e| {
+            self.error(ConnectorError::InvalidData(format!(
+                "unreadable search answer: {e}"
+            )))
+        })?;
+        if page.timed_out {
+            return Err(self.error(ConnectorError::Unavailable(format!(
+                "the search of {} timed out",
+                self.index
+            ))));
+        }
+        if let Some(shards) = &page.shards
+            && shards.failed > 0
+        {
+            let first = shards
+                .failures
+                .first()
+                .map(|f| f.to_string())
+                .unwrap_or_default();
+            return Err(self.error(ConnectorError::Unavailable(format!(
+                "{} shard(s) of {} failed: {first}",
+                shards.failed, self.index
+            ))));
+        }
+        Ok(page)
+    }
+}
+
+/// A partition's pages, fetched one ahead by a task of their own: the cluster prepares the
+/// next page while this one decodes. Dropping it aborts the task, whose context guard then
+/// closes the point in time or scroll.
+struct Prefetched {
+    pages: mpsc::Receiver<Result<Vec<Hit>>>,
+    _fetcher: SpawnedTask<()>,
+}
+
+impl Prefetched {
+    fn new(pager: Pager) -> Self {
+        let (sender, pages) = mpsc::channel(1);
+        let fetcher = SpawnedTask::spawn(pager.run(sender));
+        Self {
+            pages,
+            _fetcher: fetcher,
+        }
+    }
+
+    async fn next(&mut self) -> Option<Result<Vec<Hit>>> {
+        self.pages.recv().await
+    }
+}
+
+/// Decodes pages of hits into record batches.
+struct PageReader {
+    source: String,
+    schema: SchemaRef,
+    columns: Vec<Column>,
+    decoder: RecordDecoder,
+}
+
+impl PageReader {
+    fn decode(&mut self, hits: Vec<Hit>) -> Result<RecordBatch> {
+        let mut ids = StringBuilder::new();
+        let mut indices = StringBuilder::new();
+        let empty = Map::new();
+        for hit in &hits {
+            ids.append_value(&hit.id);
+            indices.append_value(&hit.index);
+            self.decoder
+                .append(hit.source.as_ref().unwrap_or(&empty))
+                .map_err(|e| {
+                    SourceError::into_datafusion(
+                        &self.source,
+                        ConnectorError::InvalidData(format!(
+                            "index {}, document _id {}, field {}: {}",
+                            hit.index, hit.id, e.path, e.message
+                        )),
+                    )
+                })?;
+        }
+        let mut fields = self.decoder.finish().into_iter();
+        let (ids, indices): (ArrayRef, ArrayRef) =
+            (Arc::new(ids.finish()), Arc::new(indices.finish()));
+        let mut arrays = Vec::with_capacity(self.columns.len());
+        for column in &self.columns {
+            arrays.push(match column {
+                Column::Id => Arc::clone(&ids),
+                Column::Index => Arc::clone(&indices),
+                Column::Field(_) => fields.next().ok_or_else(|| {
+                    DataFusionError::Internal("fewer decoded fields than columns".into())
+                })?,
+            });
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(hits.len()));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            arrays,
+            &options,
+        )?)
+    }
+}
