@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use polygate_connector_core::{Connector, ConnectorFactory, SourceContext};
+use polygate_connector_elasticsearch::ElasticConnectorFactory;
 use polygate_connector_files::FilesConnectorFactory;
 use polygate_connector_mongodb::MongoConnectorFactory;
 use polygate_connector_postgres::PostgresConnectorFactory;
@@ -33,6 +34,7 @@ pub const KINDS: &[&str] = &[
     FilesConnectorFactory::KIND,
     PostgresConnectorFactory::KIND,
     MongoConnectorFactory::KIND,
+    ElasticConnectorFactory::KIND,
 ];
 
 /// A validated catalog.toml.
@@ -185,6 +187,9 @@ fn parse_source(
         }
         MongoConnectorFactory::KIND => {
             create::<MongoConnectorFactory>(document, &key, &context, &options)?
+        }
+        ElasticConnectorFactory::KIND => {
+            create::<ElasticConnectorFactory>(document, &key, &context, &options)?
         }
         other => {
             return Err(document.error(

@@ -75,7 +75,7 @@ fn rejects_bad_input_with_file_line_and_key() {
         ),
         (
             "[sources.demo]\nkind = \"filez\"\nroot = \"x\"\n",
-            "1:1: sources.demo.kind: unknown kind \"filez\", expected one of: files, postgres, mongodb",
+            "1:1: sources.demo.kind: unknown kind \"filez\", expected one of: files, postgres, mongodb, elasticsearch",
         ),
         // Invalid source names.
         (
