@@ -9,6 +9,7 @@
 pub mod backends;
 pub mod gateway;
 pub mod mongo;
+pub mod search;
 pub mod slt;
 pub mod wire;
 
@@ -31,7 +32,7 @@ pub async fn text_rows(
     Ok(client
         .simple_query(sql)
         .await
-        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))?
+        .map_err(|e| anyhow::anyhow!("{sql}: {e}: {}", backends::server_message(&e)))?
         .into_iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => Some(

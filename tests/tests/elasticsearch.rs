@@ -1,0 +1,438 @@
+//! The `elasticsearch` connector against the OpenSearch-compatible test server: every mapped
+//! type read back, filters pushed with the same rows as without, hostile values, scans past
+//! 10,000 hits by point in time and by scroll, and no search context left open after LIMIT.
+
+use polygate_tests::backends::{self, Backend};
+use polygate_tests::gateway::TestGateway;
+use polygate_tests::search::SearchIndices;
+use serde_json::{Value, json};
+use tokio_postgres::Client;
+
+/// The rows of `sql` in PostgreSQL's text format, NULL as `NULL`.
+async fn rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    Ok(polygate_tests::text_rows(client, sql)
+        .await?
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| v.unwrap_or_else(|| "NULL".to_owned()))
+                .collect()
+        })
+        .collect())
+}
+
+/// The physical plan of `sql`, one string.
+async fn plan(client: &Client, sql: &str) -> anyhow::Result<String> {
+    Ok(rows(client, &format!("EXPLAIN {sql}"))
+        .await?
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+fn documents(values: Vec<Value>) -> Vec<(String, Value)> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| ((i + 1).to_string(), v))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mapped_type_round_trips() -> anyhow::Result<()> {
+    let Some(url) = backends::require(Backend::Search, "es_types") else {
+        return Ok(());
+    };
+    let mut search = SearchIndices::create(&url, "es_types");
+    search
+        .create_index(
+            "all",
+            json!({ "properties": {
+                "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}},
+                "k": {"type": "keyword"},
+                "l": {"type": "long"}, "i": {"type": "integer"}, "s": {"type": "short"},
+                "b": {"type": "byte"}, "u": {"type": "unsigned_long"},
+                "d": {"type": "double"}, "f": {"type": "float"},
+                "sf": {"type": "scaled_float", "scaling_factor": 100},
+                "ok": {"type": "boolean"},
+                "day": {"type": "date", "format": "dd/MM/yyyy HH:mm||epoch_millis"},
+                "at": {"type": "date"},
+                "ns": {"type": "date_nanos"},
+                "ip": {"type": "ip"},
+                "o": {"properties": {"a": {"type": "keyword"},
+                       "deep": {"properties": {"z": {"type": "long"}}}}},
+                "ne": {"type": "nested", "properties": {"x": {"type": "integer"}}},
+                "g": {"type": "geo_point"},
+                "tags": {"type": "keyword"},
+                "shape": {"type": "geo_shape"},
+            }}),
+        )
+        .await?;
+    search
+        .bulk(
+            "all",
+            &documents(vec![
+                json!({
+                    "title": "Red shoes", "k": "a", "l": 5_000_000_000i64, "i": 7, "s": 300,
+                    "b": -3, "u": 18_000_000_000_000_000_000u64, "d": 1.5, "f": 0.25, "sf": 1.23,
+                    "ok": true, "day": "02/01/2024 03:04", "at": "2024-01-02T03:04:05.678Z",
+                    "ns": "2024-01-02T03:04:05.123456789Z", "ip": "10.0.0.1",
+                    "o": {"a": "x", "deep": {"z": 9}}, "ne": [{"x": 1}, {"x": 2}],
+                    "g": {"lat": 1.5, "lon": 2.5}, "tags": ["p", "q"],
+                    "shape": {"type": "point", "coordinates": [1.0, 2.0]},
+                }),
+                json!({
+                    "title": "Blue shoes", "k": "b", "l": "42", "day": 1_700_000_000_000i64,
+                    "o.a": "y", "g": "3.5,4.5", "tags": "solo", "ok": "false",
+                }),
+                json!({ "k": "c" }),
+            ]),
+        )
+        .await?;
+    let index = search.name("all");
+    let gateway = TestGateway::with_catalog(&search.source("es", "")).await?;
+    let client = gateway.connect().await?;
+
+    let got = rows(
+        &client,
+        &format!(
+            "SELECT _id, _index, title, k, l, i, s, b, u, d, f, sf, ok, day, at, ns, ip, \
+             o['a'], o['deep']['z'], ne, g['lat'], g['lon'], tags, shape, arrow_cast(ns, 'Int64') \
+             FROM es.\"{index}\" ORDER BY _id"
+        ),
+    )
+    .await?;
+    let expected = vec![
+        vec![
+            "1",
+            &index,
+            "Red shoes",
+            "a",
+            "5000000000",
+            "7",
+            "300",
+            "-3",
+            "18000000000000000000",
+            "1.5",
+            "0.25",
+            "1.23",
+            "t",
+            "2024-01-02 03:04:00.000000+00",
+            "2024-01-02 03:04:05.678000+00",
+            // The wire's timestamptz holds microseconds; the column holds nanoseconds.
+            "2024-01-02 03:04:05.123456+00",
+            "10.0.0.1",
+            "x",
+            "9",
+            r#"{"(1)","(2)"}"#,
+            "1.5",
+            "2.5",
+            "{p,q}",
+            r#"{"coordinates":[1.0,2.0],"type":"point"}"#,
+            "1704164645123456789",
+        ],
+        vec![
+            "2",
+            &index,
+            "Blue shoes",
+            "b",
+            "42",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "f",
+            "2023-11-14 22:13:20.000000+00",
+            "NULL",
+            "NULL",
+            "NULL",
+            "y",
+            "NULL",
+            "NULL",
+            "3.5",
+            "4.5",
+            "{solo}",
+            "NULL",
+            "NULL",
+        ],
+        vec![
+            "3", &index, "NULL", "c", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL",
+            "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL",
+            "NULL", "NULL", "NULL",
+        ],
+    ];
+    let expected: Vec<Vec<String>> = expected
+        .into_iter()
+        .map(|r| r.into_iter().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(got, expected);
+
+    // Column types: the mapping's, lists where the sample saw arrays, JSON for geo_shape.
+    let types = rows(
+        &client,
+        &format!(
+            "SELECT arrow_typeof(l), arrow_typeof(u), arrow_typeof(sf), arrow_typeof(tags), \
+             arrow_typeof(ns), arrow_typeof(ne), arrow_typeof(shape) FROM es.\"{index}\" LIMIT 1"
+        ),
+    )
+    .await?;
+    assert_eq!(
+        types[0],
+        vec![
+            "Int64",
+            "UInt64",
+            "Float64",
+            "List(Utf8)",
+            "Timestamp(ns, \"UTC\")",
+            "List(Struct(\"x\": Int32))",
+            "Utf8"
+        ]
+    );
+    search.delete().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_past_ten_thousand_hits_read_every_document_and_close_their_contexts()
+-> anyhow::Result<()> {
+    let Some(url) = backends::require(Backend::Search, "es_scans") else {
+        return Ok(());
+    };
+    let mut search = SearchIndices::create(&url, "es_scans");
+    search
+        .create_index(
+            "big",
+            json!({ "properties": { "n": {"type": "long"}, "k": {"type": "keyword"},
+                                    "f": {"type": "double"} } }),
+        )
+        .await?;
+    const DOCUMENTS: i64 = 12_500;
+    let all: Vec<(String, Value)> = (0..DOCUMENTS)
+        .map(|n| {
+            (
+                format!("d{n}"),
+                json!({ "n": n, "k": format!("k{}", n % 10), "f": (n % 3) as f64 }),
+            )
+        })
+        .collect();
+    search.bulk("big", &all).await?;
+    let index = search.name("big");
+    let expected = vec![vec![
+        DOCUMENTS.to_string(),
+        (DOCUMENTS * (DOCUMENTS - 1) / 2).to_string(),
+        DOCUMENTS.to_string(),
+    ]];
+    let whole = format!("SELECT count(*), sum(n), count(DISTINCT _id) FROM s.\"{index}\"");
+    // Point in time with search_after, scroll, and both sliced into parallel partitions.
+    for (extra, slices) in [
+        ("paging = \"point_in_time\"\npage_size = 3000", false),
+        ("paging = \"scroll\"\npage_size = 3000", false),
+        (
+            "paging = \"point_in_time\"\npartition_documents = 4000",
+            true,
+        ),
+        ("paging = \"scroll\"\npartition_documents = 4000", true),
+    ] {
+        let gateway = TestGateway::with_catalog(&search.source("s", extra)).await?;
+        let client = gateway.connect().await?;
+        assert_eq!(rows(&client, &whole).await?, expected, "{extra}");
+        let explained = plan(&client, &whole).await?;
+        assert_eq!(
+            explained.contains("slices=2"),
+            slices,
+            "{extra}: {explained}"
+        );
+    }
+
+    // A LIMIT over a filter the cluster cannot answer (doubles) stops a paged scan early:
+    // its point in time is closed as the scan is dropped.
+    let gateway = TestGateway::with_catalog(
+        &search.source("s", "paging = \"point_in_time\"\npage_size = 100"),
+    )
+    .await?;
+    let client = gateway.connect().await?;
+    // On one partition the scan feeds the LIMIT directly. (Above a round-robin
+    // repartition, DataFusion keeps reading the scan into its buffers after the LIMIT is
+    // met, so the scan ends by itself rather than by being dropped.)
+    client
+        .simple_query("SET datafusion.execution.target_partitions = 1")
+        .await?;
+    let before = search.open_points_in_time().await?;
+    let limited = format!("SELECT n FROM s.\"{index}\" WHERE f = 2 LIMIT 1");
+    assert!(plan(&client, &limited).await?.contains("FilterExec"));
+    for _ in 0..200 {
+        assert_eq!(rows(&client, &limited).await?.len(), 1);
+    }
+    // Closes are sent in the background as scans drop: give them a moment.
+    let mut open = usize::MAX;
+    for _ in 0..50 {
+        open = search.open_points_in_time().await?;
+        if open <= before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        open <= before,
+        "{open} points in time left open (had {before})"
+    );
+    search.delete().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_filters_select_the_rows_sql_does() -> anyhow::Result<()> {
+    let Some(url) = backends::require(Backend::Search, "es_filters") else {
+        return Ok(());
+    };
+    let mut search = SearchIndices::create(&url, "es_filters");
+    search
+        .create_index(
+            "t",
+            json!({ "properties": {
+                "k": {"type": "keyword"},
+                "title": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 20}}},
+                "n": {"type": "integer"},
+                "ok": {"type": "boolean"},
+                "at": {"type": "date"},
+                "o": {"properties": {"a": {"type": "keyword"}}},
+            }}),
+        )
+        .await?;
+    // Every value of k is a hostile string: query_string syntax, quotes, backslashes,
+    // wildcards. Some documents lack fields, some hold explicit nulls.
+    let hostile = [
+        r#"+a -b = && || > < ! ( ) { } [ ] ^ " ~ * ? : \ /"#,
+        "*",
+        "?",
+        r"\",
+        r#"a"b"#,
+        "it's",
+        "title:x OR *:*",
+        "ab*",
+        "Ünïcødé",
+        "",
+    ];
+    let mut values = Vec::new();
+    for i in 0..40usize {
+        let mut document = serde_json::Map::new();
+        if i % 7 != 3 {
+            document.insert("k".into(), Value::from(hostile[i % hostile.len()]));
+        } else if i % 2 == 0 {
+            document.insert("k".into(), Value::Null);
+        }
+        if i % 5 != 0 {
+            document.insert("n".into(), Value::from((i % 9) as i64 - 2));
+        }
+        if i % 4 != 1 {
+            document.insert("ok".into(), Value::from(i % 3 == 0));
+        }
+        let title = if i % 6 == 0 {
+            "a title much longer than twenty characters".to_owned()
+        } else {
+            format!("Title {}", i % 4)
+        };
+        document.insert("title".into(), Value::from(title));
+        document.insert(
+            "at".into(),
+            Value::from(format!("2024-01-{:02}T00:00:00Z", 1 + i % 28)),
+        );
+        if i % 3 != 2 {
+            document.insert("o".into(), json!({ "a": format!("x{}", i % 3) }));
+        }
+        values.push(Value::Object(document));
+    }
+    search.bulk("t", &documents(values)).await?;
+    let index = search.name("t");
+    let catalog = format!(
+        "{}\n{}",
+        search.source("on", ""),
+        search.source("off", "pushdown = false")
+    );
+    let gateway = TestGateway::with_catalog(&catalog).await?;
+    let client = gateway.connect().await?;
+    let predicates = [
+        format!("k = '{}'", hostile[0].replace('\'', "''")),
+        "k = '*'".to_owned(),
+        "k = '?'".to_owned(),
+        r"k = '\'".to_owned(),
+        "k = ''".to_owned(),
+        "k <> '*'".to_owned(),
+        "NOT (k = 'it''s')".to_owned(),
+        "k IN ('*', 'ab*', 'a\"b')".to_owned(),
+        "k NOT IN ('*', 'ab*')".to_owned(),
+        "k LIKE 'ab%'".to_owned(),
+        "k LIKE '%*%'".to_owned(),
+        r"k LIKE '%\\%'".to_owned(),
+        "k LIKE '_'".to_owned(),
+        "k NOT LIKE '%b%'".to_owned(),
+        "k IS NULL".to_owned(),
+        "k IS NOT NULL".to_owned(),
+        "k > 'a' AND k <= 'it''s'".to_owned(),
+        "n = 3".to_owned(),
+        "n <> 3".to_owned(),
+        "n NOT IN (0, 1)".to_owned(),
+        "n BETWEEN -1 AND 2".to_owned(),
+        "NOT (n BETWEEN -1 AND 2)".to_owned(),
+        "n < 0 OR ok".to_owned(),
+        "NOT ok".to_owned(),
+        "ok IS NULL".to_owned(),
+        "title = 'Title 1'".to_owned(),
+        "title <> 'Title 1'".to_owned(),
+        "title IN ('Title 2', 'Title 3')".to_owned(),
+        "at >= TIMESTAMP '2024-01-10 00:00:00' AND at < TIMESTAMP '2024-01-20 00:00:00'".to_owned(),
+        "o['a'] = 'x1'".to_owned(),
+        "o['a'] <> 'x1'".to_owned(),
+        "NOT (k = '*' OR n > 2)".to_owned(),
+    ];
+    for predicate in &predicates {
+        let query = |source: &str| {
+            format!("SELECT _id FROM {source}.\"{index}\" WHERE {predicate} ORDER BY _id")
+        };
+        let pushed = rows(&client, &query("on")).await?;
+        let local = rows(&client, &query("off")).await?;
+        assert_eq!(pushed, local, "{predicate}");
+        assert!(
+            !local.is_empty(),
+            "{predicate} selects no rows: a weak case"
+        );
+        let explained = plan(&client, &query("on")).await?;
+        assert!(
+            !explained.contains("FilterExec"),
+            "{predicate} was not pushed: {explained}"
+        );
+    }
+    // Long titles are not in title.keyword (ignore_above 20), yet `<>` is exact: `exists`
+    // asks the text field, and a long title never equals a short literal.
+    let count = |source: &str| {
+        format!("SELECT count(*) FROM {source}.\"{index}\" WHERE title <> 'Title 1'")
+    };
+    assert!(!plan(&client, &count("on")).await?.contains("FilterExec"));
+    assert_eq!(
+        rows(&client, &count("on")).await?,
+        rows(&client, &count("off")).await?
+    );
+    assert_eq!(
+        rows(&client, &count("on")).await?,
+        vec![vec!["30".to_owned()]]
+    );
+    // `=` with a literal longer than ignore_above is left to DataFusion.
+    let longer = format!(
+        "SELECT count(*) FROM on.\"{index}\" WHERE title = 'a title much longer than twenty characters'"
+    );
+    assert!(plan(&client, &longer).await?.contains("FilterExec"));
+    assert_eq!(rows(&client, &longer).await?, vec![vec!["7".to_owned()]]);
+    // The rows an analysed match would wrongly add are not there: `=` on text is exact.
+    let exact = rows(
+        &client,
+        &format!("SELECT count(*) FROM on.\"{index}\" WHERE title = 'Title'"),
+    )
+    .await?;
+    assert_eq!(exact, vec![vec!["0".to_owned()]]);
+    search.delete().await?;
+    Ok(())
+}
