@@ -209,11 +209,13 @@ impl ColumnBuilder {
                         name: "lat".to_owned(),
                         kind: Kind::Double,
                         list: false,
+                        searchable: false,
                     },
                     Field {
                         name: "lon".to_owned(),
                         kind: Kind::Double,
                         list: false,
+                        searchable: false,
                     },
                 ];
                 Values::Struct {

@@ -1,5 +1,6 @@
 //! An index's mapping read as a relation: which fields there are, and how each reads.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Fields, Schema, TimeUnit};
@@ -15,6 +16,11 @@ pub(crate) struct Field {
     pub kind: Kind,
     /// Read as a list: declared in catalog.toml, seen as an array in the sample, or nested.
     pub list: bool,
+    /// Whether what the cluster indexes for the field is exactly its `_source` value, so that
+    /// queries and sorts on it mean what SQL means. Not so for a field with a `null_value`
+    /// (a null is indexed as that value), `index: false`, or one that other fields `copy_to`
+    /// (it is searchable by values its `_source` does not hold).
+    pub searchable: bool,
 }
 
 /// How a field's values read.
@@ -118,12 +124,17 @@ fn struct_fields(fields: &[Field]) -> Fields {
     fields.iter().map(Field::arrow_field).collect()
 }
 
-/// The Arrow schema of an index whose fields are `fields`: `_id`, `_index`, then the fields
+/// How many metadata columns come before an index's fields: `_id`, `_index`, `_score`.
+pub(crate) const METADATA_COLUMNS: usize = 3;
+
+/// The Arrow schema of an index whose fields are `fields`: `_id`, `_index`, `_score` (the
+/// relevance of a full-text search, NULL without one), then the fields
 /// in name order.
 pub(crate) fn arrow_schema(fields: &[Field]) -> Schema {
     let mut columns = vec![
         ArrowField::new("_id", DataType::Utf8, false),
         ArrowField::new("_index", DataType::Utf8, false),
+        ArrowField::new("_score", DataType::Float32, true),
     ];
     columns.extend(fields.iter().map(Field::arrow_field));
     Schema::new(columns)
@@ -154,19 +165,52 @@ pub(crate) fn fields(
     overrides: &Overrides,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Vec<Field>, String> {
-    read_properties(properties, "", overrides, unsupported)
+    let mut copied = HashSet::new();
+    copy_targets(properties, &mut copied);
+    let context = Context {
+        overrides,
+        copied: &copied,
+    };
+    read_properties(properties, "", &context, unsupported)
+}
+
+/// What reading one mapping's fields consults.
+struct Context<'a> {
+    overrides: &'a Overrides,
+    /// The paths other fields `copy_to`.
+    copied: &'a HashSet<String>,
+}
+
+/// Collects the `copy_to` targets of every field and sub-field of `properties`.
+fn copy_targets(properties: &Map<String, Value>, targets: &mut HashSet<String>) {
+    for mapping in properties.values().filter_map(Value::as_object) {
+        match mapping.get("copy_to") {
+            Some(Value::String(target)) => {
+                targets.insert(target.clone());
+            }
+            Some(Value::Array(list)) => {
+                targets.extend(list.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+            _ => {}
+        }
+        for key in ["properties", "fields"] {
+            if let Some(Value::Object(inner)) = mapping.get(key) {
+                copy_targets(inner, targets);
+            }
+        }
+    }
 }
 
 fn read_properties(
     properties: &Map<String, Value>,
     prefix: &str,
-    overrides: &Overrides,
+    context: &Context,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Vec<Field>, String> {
     let mut fields = Vec::with_capacity(properties.len());
     for (name, mapping) in properties {
         let path = format!("{prefix}{name}");
-        if let Some(field) = read_field(name, &path, mapping, overrides, unsupported)? {
+        if let Some(field) = read_field(name, &path, mapping, context, unsupported)? {
             fields.push(field);
         }
     }
@@ -178,12 +222,16 @@ fn read_field(
     name: &str,
     path: &str,
     mapping: &Value,
-    overrides: &Overrides,
+    context: &Context,
     unsupported: &mut Vec<Unsupported>,
 ) -> Result<Option<Field>, String> {
+    let overrides = context.overrides;
     let mapping = mapping
         .as_object()
         .ok_or_else(|| format!("the mapping of {path} is not an object"))?;
+    let searchable = !mapping.contains_key("null_value")
+        && mapping.get("index") != Some(&Value::Bool(false))
+        && !context.copied.contains(path);
     // An object's type is implicit when it has properties.
     let mapping_type = match mapping.get("type") {
         Some(Value::String(t)) => t.as_str(),
@@ -199,6 +247,7 @@ fn read_field(
                 mapping_type: mapping_type.to_owned(),
             },
             list: listed,
+            searchable,
         }));
     }
     let ignore_above = || {
@@ -210,13 +259,14 @@ fn read_field(
     let kind = match mapping_type {
         // An alias is another name for a field that is already a column.
         "alias" => return Ok(None),
-        "keyword" | "constant_keyword" | "wildcard" | "version" => Kind::Keyword {
+        "keyword" | "constant_keyword" | "wildcard" => Kind::Keyword {
             ignore_above: if mapping.contains_key("normalizer") {
                 // A normalized keyword indexes a changed value: treat it like text.
                 return Ok(Some(Field {
                     name: name.to_owned(),
                     kind: Kind::Text { exact: None },
                     list: listed,
+                    searchable,
                 }));
             } else {
                 ignore_above()
@@ -225,6 +275,8 @@ fn read_field(
         "text" | "match_only_text" => Kind::Text {
             exact: exact_subfield(mapping),
         },
+        // Versions compare as semantic versions, not as strings.
+        "version" => Kind::Text { exact: None },
         "long" => Kind::Integer(IntegerWidth::Long),
         "integer" => Kind::Integer(IntegerWidth::Integer),
         "short" => Kind::Integer(IntegerWidth::Short),
@@ -267,7 +319,7 @@ fn read_field(
                 Kind::Object(read_properties(
                     &properties,
                     &format!("{path}."),
-                    overrides,
+                    context,
                     unsupported,
                 )?)
             }
@@ -285,7 +337,7 @@ fn read_field(
                 Kind::Object(read_properties(
                     &properties,
                     &format!("{path}."),
-                    overrides,
+                    context,
                     unsupported,
                 )?)
             };
@@ -293,6 +345,7 @@ fn read_field(
                 name: name.to_owned(),
                 kind,
                 list: true,
+                searchable,
             }));
         }
         "geo_point" => Kind::GeoPoint,
@@ -310,6 +363,7 @@ fn read_field(
         name: name.to_owned(),
         kind,
         list: listed,
+        searchable,
     }))
 }
 
@@ -324,7 +378,9 @@ fn exact_subfield(mapping: &Map<String, Value>) -> Option<ExactField> {
         .filter_map(|(name, sub)| {
             let sub = sub.as_object()?;
             let plain = sub.get("type").and_then(Value::as_str) == Some("keyword")
-                && !sub.contains_key("normalizer");
+                && !sub.contains_key("normalizer")
+                && !sub.contains_key("null_value")
+                && sub.get("index") != Some(&Value::Bool(false));
             plain.then(|| ExactField {
                 name: name.clone(),
                 ignore_above: sub

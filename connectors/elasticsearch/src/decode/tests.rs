@@ -10,6 +10,7 @@ fn field(name: &str, kind: Kind, list: bool) -> Field {
         name: name.to_owned(),
         kind,
         list,
+        searchable: true,
     }
 }
 

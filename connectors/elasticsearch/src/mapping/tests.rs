@@ -217,3 +217,45 @@ fn malformed_mappings_are_errors_naming_the_field() {
     .unwrap_err();
     assert!(error.contains("o.bad"), "{error}");
 }
+
+#[test]
+fn fields_indexed_unlike_their_source_are_not_searchable() {
+    let (fields, _) = read(
+        json!({
+            "plain": {"type": "keyword"},
+            "defaulted": {"type": "keyword", "null_value": "NULL"},
+            "unindexed": {"type": "long", "index": false},
+            "first": {"type": "text", "copy_to": "full"},
+            "full": {"type": "text"},
+            "o": {"properties": {"a": {"type": "keyword", "copy_to": ["o.b"]}, "b": {"type": "keyword"}}},
+            "v": {"type": "version"},
+        }),
+        &Overrides::default(),
+    );
+    let searchable = |fields: &[Field]| -> Vec<(String, bool)> {
+        fields
+            .iter()
+            .map(|f| (f.name.clone(), f.searchable))
+            .collect()
+    };
+    let expected = [
+        ("defaulted", false),
+        ("first", true),
+        ("full", false),
+        ("o", true),
+        ("plain", true),
+        ("unindexed", false),
+        ("v", true),
+    ];
+    let expected: Vec<(String, bool)> = expected.iter().map(|(n, s)| ((*n).into(), *s)).collect();
+    assert_eq!(searchable(&fields), expected);
+    let Kind::Object(children) = &fields[3].kind else {
+        panic!("o is an object");
+    };
+    assert_eq!(
+        searchable(children),
+        vec![("a".into(), true), ("b".into(), false)]
+    );
+    // Versions order as semantic versions: no comparison is pushed on them.
+    assert_eq!(fields[6].kind, Kind::Text { exact: None });
+}
