@@ -5,6 +5,7 @@ use std::sync::Arc;
 use datafusion::execution::SessionStateBuilder;
 use polygate_connector_core::ConnectorFactory;
 use polygate_connector_core::subplan::{SubPlanQueryPlanner, SubPlanRule};
+use polygate_connector_elasticsearch::ElasticConnectorFactory;
 use polygate_connector_files::FilesConnectorFactory;
 use polygate_connector_mongodb::MongoConnectorFactory;
 use polygate_connector_postgres::PostgresConnectorFactory;
@@ -25,4 +26,20 @@ pub fn with_sub_plan_pushdown(builder: SessionStateBuilder) -> SessionStateBuild
             finders.into_iter().flatten().collect(),
         )))
         .with_query_planner(Arc::new(SubPlanQueryPlanner))
+}
+
+/// Adds the SQL functions of every connector kind (full-text search), so that a query can
+/// use them whichever sources it reads.
+pub fn with_connector_functions(mut builder: SessionStateBuilder) -> SessionStateBuilder {
+    let functions = [
+        FilesConnectorFactory::functions(),
+        PostgresConnectorFactory::functions(),
+        MongoConnectorFactory::functions(),
+        ElasticConnectorFactory::functions(),
+    ];
+    builder
+        .scalar_functions()
+        .get_or_insert_with(Vec::new)
+        .extend(functions.into_iter().flatten());
+    builder
 }

@@ -9,7 +9,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use polygate_catalog::Catalog;
-use polygate_catalog::pushdown::with_sub_plan_pushdown;
+use polygate_catalog::pushdown::{with_connector_functions, with_sub_plan_pushdown};
 
 use crate::errors::GatewayError;
 
@@ -52,7 +52,9 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features();
-        let ctx = SessionContext::new_with_state(with_sub_plan_pushdown(state).build());
+        let ctx = SessionContext::new_with_state(
+            with_connector_functions(with_sub_plan_pushdown(state)).build(),
+        );
         ctx.register_catalog(database, self.catalog.catalog_provider());
         ctx
     }

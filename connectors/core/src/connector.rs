@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::ScalarUDF;
 use serde::de::DeserializeOwned;
 
 use crate::subplan::SourceFinder;
@@ -109,5 +110,11 @@ pub trait ConnectorFactory: Send + Sync {
     /// for a kind whose store can run whole sub-plans; `None` for the others.
     fn source_finder() -> Option<SourceFinder> {
         None
+    }
+
+    /// SQL functions this kind adds to every session (for example full-text search), which
+    /// its scans may run in the store.
+    fn functions() -> Vec<Arc<ScalarUDF>> {
+        Vec::new()
     }
 }

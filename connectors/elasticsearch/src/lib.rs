@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::ScalarUDF;
 use polygate_connector_core::estimates::{ESTIMATE_MAX_AGE, RowEstimates};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
@@ -26,6 +27,7 @@ use serde_json::{Map, Value, json};
 
 mod dates;
 mod decode;
+mod fulltext;
 mod mapping;
 mod options;
 mod query;
@@ -55,6 +57,10 @@ impl ConnectorFactory for ElasticConnectorFactory {
         options: ElasticOptions,
     ) -> Result<Arc<dyn Connector>, OptionError> {
         Ok(Arc::new(ElasticConnector::new(context, options)?))
+    }
+
+    fn functions() -> Vec<Arc<ScalarUDF>> {
+        fulltext::functions()
     }
 }
 

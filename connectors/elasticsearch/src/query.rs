@@ -14,6 +14,8 @@
 //!   `IS [NOT] NULL` through `exists`.
 //! - A keyword with `ignore_above` does not index longer values: `=` and `IN` with values no
 //!   longer than it are exact, nothing else is (the long values would be missed).
+//! - `match(text, 'words')` and `match_phrase(text, 'words')` on text fields, as `match` and
+//!   `match_phrase` queries: their meaning is the cluster's analyzer (`fulltext.rs`).
 //! - `AND`, `OR`, `NOT` of the above, on top-level and object (`o['a']`) fields.
 //!
 //! Not pushed: analysed text without a keyword sub-field (`=` on it is not string equality),
@@ -26,6 +28,7 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
 use serde_json::{Value, json};
 
+use crate::fulltext::FullText;
 use crate::mapping::{Field, IntegerWidth, Kind};
 
 /// A predicate as the queries matching the documents where it is TRUE and where it is FALSE,
@@ -85,7 +88,7 @@ enum Exactness {
 impl FieldPath {
     /// Where equality on this field is exact, if anywhere.
     fn exactness(&self) -> Option<Exactness> {
-        if self.field.list {
+        if self.field.list || !self.field.searchable {
             return None;
         }
         let dotted = &self.dotted;
@@ -138,7 +141,7 @@ impl FieldPath {
     }
 
     /// The path ranges and patterns are exact on, if any.
-    fn ordered_path(&self) -> Option<String> {
+    pub fn ordered_path(&self) -> Option<String> {
         match self.exactness()? {
             Exactness::Full { path } => Some(path),
             Exactness::ShortValues {
@@ -277,6 +280,26 @@ pub(crate) fn translate(fields: &dyn Fields, expr: &Expr) -> Option<Translated> 
                 .exists_path()
                 .map(|exists| not_matching(&exists, matches.clone()));
             Translated::new(Some(matches), differs).map(|t| t.negated_if(*negated))
+        }
+        Expr::ScalarFunction(_) if FullText::of(expr).is_some() => {
+            let (kind, column, query) = FullText::of(expr)?;
+            let path = field_path(fields, column)?;
+            if !matches!(path.field.kind, Kind::Text { .. }) || path.field.list {
+                return None;
+            }
+            let Expr::Literal(
+                ScalarValue::Utf8(Some(query))
+                | ScalarValue::LargeUtf8(Some(query))
+                | ScalarValue::Utf8View(Some(query)),
+                _,
+            ) = query
+            else {
+                return None;
+            };
+            let matches = json!({ kind.name(): { path.dotted.clone(): { "query": query } } });
+            // A text field indexes every value, so `exists` on it is "not NULL".
+            let differs = not_matching(&path.dotted, matches.clone());
+            Translated::new(Some(matches), Some(differs))
         }
         // A boolean column on its own.
         other => {

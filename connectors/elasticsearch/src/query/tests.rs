@@ -10,6 +10,7 @@ fn fields() -> Vec<Field> {
         name: name.to_owned(),
         kind,
         list: false,
+        searchable: true,
     };
     vec![
         field("k", Kind::Keyword { ignore_above: None }),
@@ -57,6 +58,13 @@ fn fields() -> Vec<Field> {
             name: "tags".into(),
             kind: Kind::Keyword { ignore_above: None },
             list: true,
+            searchable: true,
+        },
+        Field {
+            name: "defaulted".into(),
+            kind: Kind::Keyword { ignore_above: None },
+            list: false,
+            searchable: false,
         },
     ]
 }
@@ -241,4 +249,32 @@ fn hostile_values_stay_values() {
     let (when_true, _) = t(col("k").eq(lit(hostile))).unwrap();
     let parsed: Value = serde_json::from_str(&when_true).unwrap();
     assert_eq!(parsed["term"]["k"]["value"], Value::from(hostile));
+}
+
+#[test]
+fn full_text_functions_become_match_queries_on_text_fields() {
+    let functions = crate::fulltext::functions();
+    let call = |name: &str, column: &str, query: &str| {
+        let udf = functions.iter().find(|f| f.name() == name).unwrap();
+        udf.call(vec![col(column), lit(query)])
+    };
+    let matches = r#"{"match":{"prose":{"query":"red \"shoes\" *"}}}"#;
+    assert_eq!(
+        t(call("match", "prose", r#"red "shoes" *"#)),
+        Some((matches.to_owned(), not_matching("prose", matches)))
+    );
+    let phrase = r#"{"match_phrase":{"title":{"query":"red shoes"}}}"#;
+    assert_eq!(
+        t(!call("match_phrase", "title", "red shoes")),
+        Some((not_matching("title", phrase), phrase.to_owned()))
+    );
+    // Not text: a keyword's match is a term query, which SQL's evaluation would not be.
+    assert_eq!(t(call("match", "k", "red")), None);
+    assert_eq!(t(call("match", "tags", "red")), None);
+}
+
+#[test]
+fn fields_indexed_differently_from_their_source_are_not_pushed() {
+    assert_eq!(t(col("defaulted").eq(lit("x"))), None);
+    assert_eq!(t(col("defaulted").is_null()), None);
 }
