@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatchOptions, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, Float32Builder, RecordBatchOptions, StringBuilder};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
@@ -15,8 +15,10 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_plan::SortOrderPushdownResult;
 use datafusion::physical_plan::coop::make_cooperative;
+use datafusion::physical_plan::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use polygate_connector_core::scan::{estimated_rows, partition_statistics, scan_properties};
@@ -27,8 +29,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::decode::RecordDecoder;
-use crate::mapping::Field;
-use crate::query::filter;
+use crate::fulltext::has_full_text;
+use crate::mapping::{Field, METADATA_COLUMNS};
+use crate::query::{FieldPath, filter, safe_name};
 use crate::remote::{Flavour, Remote, path_segment};
 
 /// How scans page through an index.
@@ -129,22 +132,32 @@ impl TableProvider for IndexTable {
             .map(|&i| match i {
                 0 => Column::Id,
                 1 => Column::Index,
-                i => Column::Field(self.fields[i - 2].clone()),
+                2 => Column::Score,
+                i => Column::Field(self.fields[i - METADATA_COLUMNS].clone()),
             })
             .collect();
-        let queries: Vec<Value> = if self.settings.pushdown {
-            filters
-                .iter()
-                .map(|expr| filter(self.fields.as_ref(), expr))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    DataFusionError::Internal("a filter reported exact has no query".into())
-                })?
-        } else {
-            Vec::new()
+        let mut search = Search {
+            filters: Vec::new(),
+            relevance: Vec::new(),
+            sort: Vec::new(),
+            columns,
+            limit: None,
         };
-        let limit = if self.settings.pushdown { limit } else { None };
-        let slices = match (self.estimate, limit) {
+        if self.settings.pushdown {
+            for expr in filters {
+                let query = filter(self.fields.as_ref(), expr).ok_or_else(|| {
+                    DataFusionError::Internal("a filter reported exact has no query".into())
+                })?;
+                // Full-text conditions select and score; the others only select.
+                if has_full_text(expr) {
+                    search.relevance.push(query);
+                } else {
+                    search.filters.push(query);
+                }
+            }
+            search.limit = limit;
+        }
+        let slices = match (self.estimate, search.limit) {
             (Some(documents), None) => {
                 let parts = (documents / self.settings.partition_documents)
                     .min(state.config().target_partitions() as u64);
@@ -152,14 +165,15 @@ impl TableProvider for IndexTable {
             }
             _ => 1,
         };
-        let search = Search {
-            query: match queries.len() {
-                0 => None,
-                1 => queries.into_iter().next(),
-                _ => Some(json!({ "bool": { "filter": queries } })),
-            },
-            columns,
-            limit,
+        let flavour = self
+            .remote
+            .flavour()
+            .await
+            .map_err(|e| SourceError::into_datafusion(&self.remote.source, e))?;
+        let point_in_time = match self.settings.paging {
+            Paging::Auto => flavour.sorts_by_shard_doc(),
+            Paging::PointInTime => true,
+            Paging::Scroll => false,
         };
         Ok(Arc::new(SearchExec::new(
             Arc::clone(&self.remote),
@@ -167,7 +181,11 @@ impl TableProvider for IndexTable {
             self.index.clone(),
             schema,
             search,
-            slices,
+            Layout {
+                slices,
+                point_in_time,
+                ordering: None,
+            },
             self.estimate,
         )))
     }
@@ -178,18 +196,68 @@ impl TableProvider for IndexTable {
 enum Column {
     Id,
     Index,
+    Score,
     Field(Field),
 }
 
 /// What a scan asks of the cluster.
 #[derive(Debug, Clone)]
 struct Search {
-    query: Option<Value>,
+    /// Queries that select documents without scoring them (filter context).
+    filters: Vec<Value>,
+    /// Full-text queries: they select documents and score them (query context).
+    relevance: Vec<Value>,
+    /// Sort clauses, most significant first; none reads in index order.
+    sort: Vec<Value>,
     columns: Vec<Column>,
     limit: Option<usize>,
 }
 
+/// How a scan's requests page through the hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A limit within one page: one request, no search context.
+    OneRequest,
+    /// A point in time, paged by `search_after`.
+    PointInTime,
+    /// A scroll.
+    Scroll,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Mode::OneRequest => "one request",
+            Mode::PointInTime => "point in time",
+            Mode::Scroll => "scroll",
+        })
+    }
+}
+
 impl Search {
+    /// The query: the filters in filter context, the full-text queries in query context.
+    fn query(&self) -> Option<Value> {
+        match (self.filters.as_slice(), self.relevance.as_slice()) {
+            ([], []) => None,
+            ([only], []) => Some(only.clone()),
+            (filters, relevance) => {
+                let mut clauses = Map::new();
+                if !relevance.is_empty() {
+                    clauses.insert("must".into(), Value::from(relevance.to_vec()));
+                }
+                if !filters.is_empty() {
+                    clauses.insert("filter".into(), Value::from(filters.to_vec()));
+                }
+                Some(json!({ "bool": clauses }))
+            }
+        }
+    }
+
+    /// Whether the hits carry a relevance score the scan reads.
+    fn scores(&self) -> bool {
+        !self.relevance.is_empty() && self.columns.iter().any(|c| matches!(c, Column::Score))
+    }
+
     /// `_source` filtering: the top-level fields the columns read, or `false` for none.
     fn source(&self) -> Value {
         let mut includes: Vec<&str> = self
@@ -213,16 +281,43 @@ impl Search {
         json!({ "includes": patterns })
     }
 
-    /// The body of the first request, without paging: query, `_source`, size.
-    fn body(&self, size: usize) -> Map<String, Value> {
+    /// The body of the first request in `mode`: query, `_source`, size and sort.
+    fn body(&self, mode: Mode, size: usize) -> Map<String, Value> {
         let mut body = Map::new();
-        if let Some(query) = &self.query {
-            body.insert("query".into(), query.clone());
+        if let Some(query) = self.query() {
+            body.insert("query".into(), query);
         }
         body.insert("_source".into(), self.source());
         body.insert("size".into(), Value::from(size));
+        let mut sort = self.sort.clone();
+        match mode {
+            // Every hit's place in the point in time: the tie-breaker `search_after` needs.
+            Mode::PointInTime => sort.push(json!({ "_shard_doc": "asc" })),
+            Mode::OneRequest | Mode::Scroll if sort.is_empty() => sort.push(json!("_doc")),
+            Mode::OneRequest | Mode::Scroll => {}
+        }
+        body.insert("sort".into(), Value::from(sort));
+        if self.scores() {
+            // Hits sorted by anything but `_score` are not scored unless asked.
+            body.insert("track_scores".into(), Value::Bool(true));
+        }
+        // Counting every hit costs the cluster work no page needs (scrolls must count).
+        if mode != Mode::Scroll {
+            body.insert("track_total_hits".into(), Value::Bool(false));
+        }
         body
     }
+}
+
+/// How a scan's hits are split and ordered.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// Partitions, each a slice of the search.
+    slices: usize,
+    /// Whether pages come from a point in time (else from a scroll).
+    point_in_time: bool,
+    /// The order of each partition's rows, when the search sorts.
+    ordering: Option<Vec<PhysicalSortExpr>>,
 }
 
 /// Scans an index with one search per partition.
@@ -233,7 +328,8 @@ pub(crate) struct SearchExec {
     index: String,
     schema: SchemaRef,
     search: Search,
-    slices: usize,
+    layout: Layout,
+    estimate: Option<u64>,
     properties: Arc<PlanProperties>,
     statistics: Arc<Statistics>,
 }
@@ -245,10 +341,14 @@ impl SearchExec {
         index: String,
         schema: SchemaRef,
         search: Search,
-        slices: usize,
+        layout: Layout,
         estimate: Option<u64>,
     ) -> Self {
-        let properties = scan_properties(Arc::clone(&schema), None, slices);
+        let properties = scan_properties(
+            Arc::clone(&schema),
+            layout.ordering.as_deref(),
+            layout.slices,
+        );
         let rows = estimated_rows(estimate.map(|rows| rows as usize), search.limit);
         let statistics = Statistics::new_unknown(&schema).with_num_rows(rows);
         Self {
@@ -257,10 +357,78 @@ impl SearchExec {
             index,
             schema,
             search,
-            slices,
+            layout,
+            estimate,
             properties: Arc::new(properties),
             statistics: Arc::new(statistics),
         }
+    }
+
+    /// This scan with another search and ordering.
+    fn with_search(&self, search: Search, ordering: Option<Vec<PhysicalSortExpr>>) -> Self {
+        Self::new(
+            Arc::clone(&self.remote),
+            Arc::clone(&self.settings),
+            self.index.clone(),
+            Arc::clone(&self.schema),
+            search,
+            Layout {
+                ordering,
+                ..self.layout.clone()
+            },
+            self.estimate,
+        )
+    }
+
+    /// How the partitions page.
+    fn mode(&self) -> Mode {
+        match self.search.limit {
+            Some(limit) if limit <= self.settings.page_size && self.layout.slices == 1 => {
+                Mode::OneRequest
+            }
+            _ if self.layout.point_in_time => Mode::PointInTime,
+            _ => Mode::Scroll,
+        }
+    }
+
+    /// The sort clauses for `order`, when the cluster orders the hits exactly as DataFusion
+    /// would: by single-valued fields whose every value is indexed unchanged (keywords,
+    /// integers, dates, booleans, text by its plain keyword sub-field), with NULLs first or
+    /// last as asked, or by relevance.
+    fn sort_for(&self, order: &[PhysicalSortExpr]) -> Option<Vec<Value>> {
+        let mut sort = Vec::with_capacity(order.len());
+        for key in order {
+            let column = key.expr.downcast_ref::<PhysicalColumn>()?;
+            let direction = if key.options.descending {
+                "desc"
+            } else {
+                "asc"
+            };
+            match self.search.columns.get(column.index())? {
+                // Every hit of a search with a full-text query has a score.
+                Column::Score if !self.search.relevance.is_empty() => {
+                    sort.push(json!({ "_score": { "order": direction } }));
+                }
+                Column::Field(field) => {
+                    let path = FieldPath {
+                        dotted: field.name.clone(),
+                        field: field.clone(),
+                    };
+                    if !safe_name(&field.name) {
+                        return None;
+                    }
+                    let target = path.ordered_path()?;
+                    let missing = if key.options.nulls_first {
+                        "_first"
+                    } else {
+                        "_last"
+                    };
+                    sort.push(json!({ target: { "order": direction, "missing": missing } }));
+                }
+                _ => return None,
+            }
+        }
+        Some(sort)
     }
 }
 
@@ -271,11 +439,17 @@ impl DisplayAs for SearchExec {
             "SearchExec: source={}, index={}",
             self.remote.source, self.index
         )?;
-        if self.slices > 1 {
-            write!(f, ", slices={}", self.slices)?;
+        let mode = self.mode();
+        write!(f, ", paging={mode}")?;
+        if self.layout.slices > 1 {
+            write!(f, ", slices={}", self.layout.slices)?;
         }
-        let size = self.search.limit.unwrap_or(self.settings.page_size);
-        write!(f, ", body={}", Value::Object(self.search.body(size)))
+        let size = self
+            .search
+            .limit
+            .unwrap_or(usize::MAX)
+            .min(self.settings.page_size);
+        write!(f, ", body={}", Value::Object(self.search.body(mode, size)))
     }
 }
 
@@ -296,7 +470,7 @@ impl ExecutionPlan for SearchExec {
         Ok(partition_statistics(
             &self.statistics,
             &self.schema,
-            self.slices,
+            self.layout.slices,
             partition,
         ))
     }
@@ -319,24 +493,64 @@ impl ExecutionPlan for SearchExec {
         }
     }
 
+    fn fetch(&self) -> Option<usize> {
+        self.search.limit
+    }
+
+    /// ORDER BY ... LIMIT: when the cluster sorts exactly as DataFusion, the search sorts and
+    /// DataFusion's sort goes; the optimizer then hands the limit down through `with_fetch`.
+    fn try_pushdown_sort(
+        &self,
+        order: &[PhysicalSortExpr],
+    ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
+        if !self.settings.pushdown || self.search.limit.is_some() || !self.search.sort.is_empty() {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        }
+        let Some(sort) = self.sort_for(order) else {
+            return Ok(SortOrderPushdownResult::Unsupported);
+        };
+        let search = Search {
+            sort,
+            ..self.search.clone()
+        };
+        Ok(SortOrderPushdownResult::Exact {
+            inner: Arc::new(self.with_search(search, Some(order.to_vec()))),
+        })
+    }
+
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        if !self.settings.pushdown {
+            return None;
+        }
+        let limit = match (self.search.limit, limit) {
+            (Some(current), Some(new)) => Some(current.min(new)),
+            (current, new) => current.or(new),
+        };
+        let search = Search {
+            limit,
+            ..self.search.clone()
+        };
+        Some(Arc::new(
+            self.with_search(search, self.layout.ordering.clone()),
+        ))
+    }
+
     fn execute(
         &self,
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition >= self.slices {
-            return internal_err!(
-                "SearchExec has {} partitions, asked for {partition}",
-                self.slices
-            );
+        let slices = self.layout.slices;
+        if partition >= slices {
+            return internal_err!("SearchExec has {slices} partitions, asked for {partition}");
         }
         let pager = Pager {
             remote: Arc::clone(&self.remote),
             index: self.index.clone(),
             search: self.search.clone(),
             page_size: self.settings.page_size,
-            paging: self.settings.paging,
-            slice: (self.slices > 1).then_some((partition, self.slices)),
+            mode: self.mode(),
+            slice: (slices > 1).then_some((partition, slices)),
         };
         let fields: Vec<Field> = self
             .search
@@ -351,6 +565,7 @@ impl ExecutionPlan for SearchExec {
             source: self.remote.source.clone(),
             schema: Arc::clone(&self.schema),
             columns: self.search.columns.clone(),
+            scores: self.search.scores(),
             decoder: RecordDecoder::new("", &fields),
         };
         let pages = Prefetched::new(pager);
@@ -405,6 +620,8 @@ struct Hit {
     id: String,
     #[serde(rename = "_index")]
     index: String,
+    #[serde(rename = "_score", default)]
+    score: Option<f32>,
     #[serde(rename = "_source", default)]
     source: Option<Map<String, Value>>,
     #[serde(default)]
@@ -467,7 +684,7 @@ struct Pager {
     index: String,
     search: Search,
     page_size: usize,
-    paging: Paging,
+    mode: Mode,
     slice: Option<(usize, usize)>,
 }
 
@@ -484,32 +701,23 @@ impl Pager {
     }
 
     async fn pages(&self, pages: &mpsc::Sender<Result<Vec<Hit>>>) -> Result<()> {
-        // A limit within one page needs no context: one request answers it.
-        if let Some(limit) = self.search.limit
-            && limit <= self.page_size
-            && self.slice.is_none()
-        {
-            let mut body = self.search.body(limit);
-            body.insert("sort".into(), json!(["_doc"]));
-            body.insert("track_total_hits".into(), Value::Bool(false));
+        if self.mode == Mode::OneRequest {
+            let limit = self.search.limit.unwrap_or(self.page_size);
+            let body = self.search.body(Mode::OneRequest, limit);
             let path = format!("/{}/_search", path_segment(&self.index));
             let page = self.send(&path, &Value::Object(body)).await?;
             let _ = pages.send(Ok(page.hits.hits)).await;
             return Ok(());
         }
         let flavour = self.remote.flavour().await.map_err(|e| self.error(e))?;
-        let point_in_time = match self.paging {
-            Paging::Auto => flavour.sorts_by_shard_doc(),
-            Paging::PointInTime => true,
-            Paging::Scroll => false,
-        };
+        let point_in_time = self.mode == Mode::PointInTime;
         let mut guard = ContextGuard {
             remote: Arc::clone(&self.remote),
             flavour,
             context: None,
         };
         let mut left = self.search.limit.unwrap_or(usize::MAX);
-        let mut body = self.search.body(self.page_size.min(left));
+        let mut body = self.search.body(self.mode, self.page_size.min(left));
         if let Some((id, max)) = self.slice {
             body.insert("slice".into(), json!({ "id": id, "max": max }));
         }
@@ -531,12 +739,8 @@ impl Pager {
                 .to_owned();
             guard.context = Some(Context::PointInTime(id.clone()));
             body.insert("pit".into(), json!({ "id": id, "keep_alive": KEEP_ALIVE }));
-            body.insert("sort".into(), json!([{ "_shard_doc": "asc" }]));
-            // Counting every hit costs the cluster work no page needs (scrolls must count).
-            body.insert("track_total_hits".into(), Value::Bool(false));
             self.send("/_search", &Value::Object(body.clone())).await?
         } else {
-            body.insert("sort".into(), json!(["_doc"]));
             let path = format!("/{}/_search?scroll={KEEP_ALIVE}", path_segment(&self.index));
             self.send(&path, &Value::Object(body.clone())).await?
         };
@@ -646,6 +850,8 @@ struct PageReader {
     source: String,
     schema: SchemaRef,
     columns: Vec<Column>,
+    /// Whether `_score` reads the hits' scores (else it is NULL).
+    scores: bool,
     decoder: RecordDecoder,
 }
 
@@ -653,10 +859,12 @@ impl PageReader {
     fn decode(&mut self, hits: Vec<Hit>) -> Result<RecordBatch> {
         let mut ids = StringBuilder::new();
         let mut indices = StringBuilder::new();
+        let mut scores = Float32Builder::with_capacity(hits.len());
         let empty = Map::new();
         for hit in &hits {
             ids.append_value(&hit.id);
             indices.append_value(&hit.index);
+            scores.append_option(hit.score.filter(|_| self.scores));
             self.decoder
                 .append(hit.source.as_ref().unwrap_or(&empty))
                 .map_err(|e| {
@@ -670,13 +878,17 @@ impl PageReader {
                 })?;
         }
         let mut fields = self.decoder.finish().into_iter();
-        let (ids, indices): (ArrayRef, ArrayRef) =
-            (Arc::new(ids.finish()), Arc::new(indices.finish()));
+        let (ids, indices, scores): (ArrayRef, ArrayRef, ArrayRef) = (
+            Arc::new(ids.finish()),
+            Arc::new(indices.finish()),
+            Arc::new(scores.finish()),
+        );
         let mut arrays = Vec::with_capacity(self.columns.len());
         for column in &self.columns {
             arrays.push(match column {
                 Column::Id => Arc::clone(&ids),
                 Column::Index => Arc::clone(&indices),
+                Column::Score => Arc::clone(&scores),
                 Column::Field(_) => fields.next().ok_or_else(|| {
                     DataFusionError::Internal("fewer decoded fields than columns".into())
                 })?,
