@@ -436,3 +436,297 @@ async fn pushed_filters_select_the_rows_sql_does() -> anyhow::Result<()> {
     search.delete().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_text_search_joins_other_stores_in_relevance_order() -> anyhow::Result<()> {
+    let (Some(es_url), Some(pg_url), Some(mongo_url)) = (
+        backends::require(Backend::Search, "es_match"),
+        backends::require(Backend::Postgres, "es_match"),
+        backends::require(Backend::Mongo, "es_match"),
+    ) else {
+        return Ok(());
+    };
+    let mut search = SearchIndices::create(&es_url, "es_match");
+    search
+        .create_index(
+            "products",
+            json!({ "properties": {
+                "sku": {"type": "keyword"},
+                "description": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+            }}),
+        )
+        .await?;
+    let descriptions = [
+        ("p1", Some("Red shoes for running, red and fast")),
+        ("p2", Some("Blue shoes")),
+        ("p3", Some("Red hat")),
+        ("p4", Some("Green socks")),
+        ("p5", Some("red shoes red shoes red shoes")),
+        ("p6", Some("Shoes, shoes, shoes")),
+        ("p7", None),
+        ("p8", Some("A red-shoes bundle")),
+    ];
+    let products: Vec<(String, Value)> = descriptions
+        .iter()
+        .map(|(sku, description)| {
+            let mut document = json!({ "sku": sku });
+            if let Some(text) = description {
+                document["description"] = Value::from(*text);
+            }
+            ((*sku).to_owned(), document)
+        })
+        .collect();
+    search.bulk("products", &products).await?;
+    let index = search.name("products");
+
+    // Stock in PostgreSQL for every product but p6; reviews in MongoDB for every one but p3.
+    let pg = backends::PgDatabase::create(&pg_url, "es_match").await?;
+    pg.client()
+        .await?
+        .batch_execute(
+            "CREATE TABLE stock (sku text PRIMARY KEY, qty int);
+             INSERT INTO stock SELECT 'p' || i, i * 10 FROM generate_series(1, 8) i WHERE i <> 6;",
+        )
+        .await?;
+    let mongo = polygate_tests::mongo::MongoDatabase::create(&mongo_url, "es_match").await?;
+    let reviews: Vec<mongodb::bson::Document> = (1..=8)
+        .filter(|i| *i != 3)
+        .map(|i| mongodb::bson::doc! { "sku": format!("p{i}"), "stars": i % 5 + 1 })
+        .collect();
+    mongo
+        .db()
+        .collection::<mongodb::bson::Document>("reviews")
+        .insert_many(reviews)
+        .await?;
+
+    let catalog = format!(
+        "{}\n{}\n{}\n[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\n",
+        search.source("es", ""),
+        search.source("es_local", "pushdown = false"),
+        mongo.source("mongo", ""),
+        pg.url
+    );
+    let gateway = TestGateway::with_catalog(&catalog).await?;
+    let client = gateway.connect().await?;
+
+    // The reference: the cluster's own scores for the same query.
+    let answer = search
+        .request(
+            reqwest::Method::POST,
+            &format!("/{index}/_search"),
+            Some(
+                json!({ "query": { "match": { "description": "red shoes" } }, "size": 100 })
+                    .to_string(),
+            ),
+        )
+        .await?;
+    let mut expected: Vec<(String, f32)> = answer["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| {
+            (
+                hit["_id"].as_str().unwrap().to_owned(),
+                hit["_score"].as_f64().unwrap() as f32,
+            )
+        })
+        .filter(|(sku, _)| sku != "p6" && sku != "p3")
+        .collect();
+    expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let skus: Vec<&str> = expected.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        {
+            let mut sorted = skus.clone();
+            sorted.sort_unstable();
+            sorted
+        },
+        ["p1", "p2", "p5", "p8"]
+    );
+    assert_eq!(skus[0], "p5", "the most relevant product first");
+
+    let join = format!(
+        "SELECT p.sku, s.qty, r.stars, p._score
+           FROM es.\"{index}\" p
+           JOIN pg.stock s ON s.sku = p.sku
+           JOIN mongo.reviews r ON r.sku = p.sku
+          WHERE match(p.description, 'red shoes')
+          ORDER BY p._score DESC, p.sku"
+    );
+    let got = rows(&client, &join).await?;
+    let got_skus: Vec<&str> = got.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(got_skus, skus);
+    for (row, (sku, score)) in got.iter().zip(&expected) {
+        let i: i64 = sku[1..].parse()?;
+        assert_eq!(row[1], (i * 10).to_string(), "{sku}'s stock");
+        assert_eq!(row[2], (i % 5 + 1).to_string(), "{sku}'s stars");
+        assert_eq!(row[3].parse::<f32>()?, *score, "{sku}'s score");
+    }
+    let explained = plan(&client, &join).await?;
+    assert!(
+        explained.contains(r#""must":[{"match":{"description":{"query":"red shoes"}}}]"#)
+            || explained.contains(r#""query":{"bool":{"must":[{"match""#),
+        "match is not in the search: {explained}"
+    );
+    let physical = explained.split("physical_plan").nth(1).unwrap_or_default();
+    assert!(
+        !physical
+            .lines()
+            .any(|line| line.contains("FilterExec") && line.contains("match")),
+        "match was evaluated by polygate: {explained}"
+    );
+
+    // The same words found by polygate's own evaluation, on a source that pushes nothing.
+    for (function, expected) in [
+        ("match", vec!["p1", "p2", "p3", "p5", "p6", "p8"]),
+        ("match_phrase", vec!["p1", "p5", "p8"]),
+    ] {
+        for source in ["es", "es_local"] {
+            let sql = format!(
+                "SELECT sku FROM {source}.\"{index}\" WHERE {function}(description, 'Red SHOES') \
+                 ORDER BY sku"
+            );
+            let got: Vec<String> = rows(&client, &sql)
+                .await?
+                .into_iter()
+                .map(|r| r[0].clone())
+                .collect();
+            assert_eq!(got, expected, "{sql}");
+        }
+    }
+    // NOT match keeps SQL's NULL: p7 has no description and is in neither answer.
+    let not_matching = format!(
+        "SELECT sku FROM es.\"{index}\" WHERE NOT match(description, 'shoes') ORDER BY sku"
+    );
+    assert_eq!(
+        rows(&client, &not_matching).await?,
+        vec![vec!["p3".to_owned()], vec!["p4".to_owned()]]
+    );
+    // Without a full-text query there is no relevance.
+    let unscored = format!("SELECT DISTINCT _score FROM es.\"{index}\"");
+    assert_eq!(
+        rows(&client, &unscored).await?,
+        vec![vec!["NULL".to_owned()]]
+    );
+    // Hostile words are words: no query syntax reaches the cluster.
+    let hostile = format!(
+        "SELECT count(*) FROM es.\"{index}\" WHERE match(description, 'shoes OR *:* \"\\\\ AND -red')"
+    );
+    let local = hostile.replace("es.", "es_local.");
+    assert_eq!(rows(&client, &hostile).await?, rows(&client, &local).await?);
+
+    search.delete().await?;
+    pg.drop_database().await?;
+    mongo.drop_database().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_by_limit_is_sorted_by_the_index() -> anyhow::Result<()> {
+    let Some(url) = backends::require(Backend::Search, "es_sort") else {
+        return Ok(());
+    };
+    let mut search = SearchIndices::create(&url, "es_sort");
+    search
+        .create_index(
+            "t",
+            json!({ "properties": {
+                "k": {"type": "keyword"},
+                "n": {"type": "integer"},
+                "at": {"type": "date"},
+                "title": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+                "f": {"type": "double"},
+            }}),
+        )
+        .await?;
+    let mut values = Vec::new();
+    for i in 0..60usize {
+        let mut document = serde_json::Map::new();
+        match i % 9 {
+            0 => {}
+            1 => {
+                document.insert("k".into(), Value::Null);
+            }
+            _ => {
+                document.insert("k".into(), Value::from(format!("k{:02}", (i * 7) % 23)));
+            }
+        }
+        if i % 8 != 5 {
+            document.insert("n".into(), Value::from((i * 13 % 41) as i64 - 20));
+        }
+        if i % 6 != 2 {
+            document.insert(
+                "at".into(),
+                Value::from(format!("2024-03-{:02}T10:00:00Z", 1 + (i * 5) % 28)),
+            );
+        }
+        document.insert(
+            "title".into(),
+            Value::from(format!("Title {}", (i * 11) % 17)),
+        );
+        document.insert("f".into(), Value::from(i as f64 / 4.0));
+        values.push(Value::Object(document));
+    }
+    search.bulk("t", &documents(values)).await?;
+    let index = search.name("t");
+    let catalog = format!(
+        "{}\n{}\n{}",
+        search.source("on", "page_size = 7"),
+        search.source("scrolled", "page_size = 7\npaging = \"scroll\""),
+        search.source("off", "pushdown = false"),
+    );
+    let gateway = TestGateway::with_catalog(&catalog).await?;
+    let client = gateway.connect().await?;
+    let queries = [
+        "SELECT k, n FROM {t} ORDER BY k, n LIMIT 25",
+        "SELECT k, n FROM {t} ORDER BY k DESC, n LIMIT 25",
+        "SELECT k, n FROM {t} ORDER BY k NULLS FIRST, n DESC NULLS LAST LIMIT 20",
+        "SELECT n FROM {t} ORDER BY n NULLS FIRST LIMIT 30",
+        "SELECT at, n FROM {t} ORDER BY at DESC NULLS LAST, n LIMIT 12",
+        "SELECT title, n FROM {t} ORDER BY title, n DESC LIMIT 20",
+        "SELECT k FROM {t} WHERE n > 3 ORDER BY k LIMIT 10",
+    ];
+    for query in queries {
+        let sql = |source: &str| query.replace("{t}", &format!("{source}.\"{index}\""));
+        let local = rows(&client, &sql("off")).await?;
+        assert!(local.len() >= 10, "{query}: a weak case");
+        for source in ["on", "scrolled"] {
+            assert_eq!(
+                rows(&client, &sql(source)).await?,
+                local,
+                "{source}: {query}"
+            );
+            let explained = plan(&client, &sql(source)).await?;
+            assert!(
+                !explained.contains("SortExec") && explained.contains(r#""sort":[{"#),
+                "{source}: {query} was not sorted by the index: {explained}"
+            );
+        }
+    }
+    let paging = |source: &str, limit: usize| {
+        format!("SELECT k FROM {source}.\"{index}\" ORDER BY k LIMIT {limit}")
+    };
+    assert!(
+        plan(&client, &paging("on", 20))
+            .await?
+            .contains("paging=point in time")
+    );
+    assert!(
+        plan(&client, &paging("scrolled", 20))
+            .await?
+            .contains("paging=scroll")
+    );
+    assert!(
+        plan(&client, &paging("on", 5))
+            .await?
+            .contains("paging=one request")
+    );
+    // Doubles are sorted by polygate: the cluster sorts their indexed form.
+    let doubles = format!("SELECT f FROM on.\"{index}\" ORDER BY f DESC LIMIT 5");
+    assert!(plan(&client, &doubles).await?.contains("SortExec"));
+    assert_eq!(
+        rows(&client, &doubles).await?,
+        rows(&client, &doubles.replace("on.", "off.")).await?
+    );
+    search.delete().await?;
+    Ok(())
+}
