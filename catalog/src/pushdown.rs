@@ -20,6 +20,7 @@ pub fn with_sub_plan_pushdown(builder: SessionStateBuilder) -> SessionStateBuild
         FilesConnectorFactory::source_finder(),
         PostgresConnectorFactory::source_finder(),
         MongoConnectorFactory::source_finder(),
+        ElasticConnectorFactory::source_finder(),
     ];
     builder
         .with_optimizer_rule(Arc::new(SubPlanRule::new(

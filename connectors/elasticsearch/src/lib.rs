@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::ScalarUDF;
 use polygate_connector_core::estimates::{ESTIMATE_MAX_AGE, RowEstimates};
+use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
     TableRef,
@@ -25,6 +26,7 @@ use polygate_connector_core::{
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+mod aggregate;
 mod dates;
 mod decode;
 mod fulltext;
@@ -61,6 +63,13 @@ impl ConnectorFactory for ElasticConnectorFactory {
 
     fn functions() -> Vec<Arc<ScalarUDF>> {
         fulltext::functions()
+    }
+
+    fn source_finder() -> Option<SourceFinder> {
+        Some(|provider| {
+            let table = provider.downcast_ref::<IndexTable>()?;
+            Some(Arc::clone(table.remote()) as Arc<dyn SubPlanSource>)
+        })
     }
 }
 

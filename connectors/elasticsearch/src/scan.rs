@@ -87,6 +87,33 @@ impl IndexTable {
             estimate,
         }
     }
+
+    pub fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+
+    /// The index, alias or pattern this table reads.
+    pub fn index(&self) -> &str {
+        &self.index
+    }
+
+    pub fn fields(&self) -> &Vec<Field> {
+        &self.fields
+    }
+
+    pub fn schema_ref(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The field behind column `i`, unless it is a metadata column.
+    pub fn field_at(&self, i: usize) -> Option<&Field> {
+        self.fields.get(i.checked_sub(METADATA_COLUMNS)?)
+    }
+
+    /// Whether the source lets the cluster run what it answers exactly.
+    pub fn pushes_down(&self) -> bool {
+        self.settings.pushdown
+    }
 }
 
 #[async_trait]
