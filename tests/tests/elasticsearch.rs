@@ -730,3 +730,128 @@ async fn order_by_limit_is_sorted_by_the_index() -> anyhow::Result<()> {
     search.delete().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_run_in_the_index_with_the_answers_polygate_computes() -> anyhow::Result<()> {
+    let Some(url) = backends::require(Backend::Search, "es_aggregates") else {
+        return Ok(());
+    };
+    let mut search = SearchIndices::create(&url, "es_aggregates");
+    search
+        .create_index(
+            "t",
+            json!({ "properties": {
+                "g": {"type": "keyword"},
+                "g2": {"type": "keyword"},
+                "title": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+                "n": {"type": "integer"},
+                "at": {"type": "date"},
+                "ok": {"type": "boolean"},
+                "f": {"type": "double"},
+            }}),
+        )
+        .await?;
+    // 1,500 groups of g: the composite aggregation takes two pages.
+    let mut values = Vec::new();
+    for i in 0..3_100usize {
+        let mut document = serde_json::Map::new();
+        match i % 31 {
+            0 => {}
+            1 => {
+                document.insert("g".into(), Value::Null);
+            }
+            _ => {
+                document.insert("g".into(), Value::from(format!("g{:04}", i % 1_500)));
+            }
+        }
+        document.insert("g2".into(), Value::from(format!("h{}", i % 3)));
+        document.insert("title".into(), Value::from(format!("Title {}", i % 4)));
+        if i % 7 != 4 {
+            document.insert("n".into(), Value::from((i * 37 % 1_001) as i64 - 500));
+        }
+        if i % 5 != 3 {
+            document.insert(
+                "at".into(),
+                Value::from(format!("2024-05-{:02}T{:02}:00:00Z", 1 + i % 28, i % 24)),
+            );
+        }
+        if i % 9 != 8 {
+            document.insert("ok".into(), Value::from(i % 2 == 0));
+        }
+        document.insert("f".into(), Value::from(i as f64 / 8.0));
+        values.push(Value::Object(document));
+    }
+    search.bulk("t", &documents(values)).await?;
+    let index = search.name("t");
+    let catalog = format!(
+        "{}\n{}",
+        search.source("on", ""),
+        search.source("off", "pushdown = false"),
+    );
+    let gateway = TestGateway::with_catalog(&catalog).await?;
+    let client = gateway.connect().await?;
+    let pushed = [
+        "SELECT count(*) FROM {t}",
+        "SELECT count(*) FROM {t} WHERE n > 3 AND g LIKE 'g1%'",
+        "SELECT count(*), count(n), sum(n), min(n), max(n), avg(n), min(at), max(at), count(ok) FROM {t}",
+        "SELECT count(*), sum(n), min(n), avg(n) FROM {t} WHERE n > 1000",
+        "SELECT g, count(*), sum(n), count(at) FROM {t} GROUP BY g ORDER BY g NULLS FIRST",
+        "SELECT ok, count(*), avg(n), min(at) FROM {t} GROUP BY ok ORDER BY ok",
+        "SELECT g2, ok, count(n), max(at), max(n) FROM {t} WHERE ok GROUP BY g2, ok ORDER BY 1, 2",
+        "SELECT title, count(*) FROM {t} GROUP BY title ORDER BY title",
+        "SELECT g, count(*) FROM {t} WHERE n > 1000 GROUP BY g",
+        "SELECT count(*) AS c, g2 FROM {t} GROUP BY g2 HAVING count(*) > 1000 ORDER BY g2",
+    ];
+    let local_aggregate = |plan: &str| {
+        plan.lines()
+            .any(|l| l.trim_start().starts_with("AggregateExec"))
+    };
+    for query in pushed {
+        let sql = |source: &str| query.replace("{t}", &format!("{source}.\"{index}\""));
+        let expected = rows(&client, &sql("off")).await?;
+        assert_eq!(rows(&client, &sql("on")).await?, expected, "{query}");
+        let explained = plan(&client, &sql("on")).await?;
+        assert!(
+            explained.contains("SearchAggregateExec") && !local_aggregate(&explained),
+            "{query} was not aggregated by the index: {explained}"
+        );
+    }
+    // Every residue of i % 1500 occurs with a value, and the documents without one make
+    // the NULL group: 1,501 groups, two composite pages.
+    let groups = |source: &str| {
+        format!("SELECT count(*) FROM (SELECT g FROM {source}.\"{index}\" GROUP BY g)")
+    };
+    assert_eq!(
+        rows(&client, &groups("on")).await?,
+        vec![vec!["1501".to_owned()]]
+    );
+    assert_eq!(
+        rows(&client, &groups("off")).await?,
+        vec![vec!["1501".to_owned()]]
+    );
+    let count = format!("SELECT count(*) FROM on.\"{index}\"");
+    assert!(plan(&client, &count).await?.contains("_count"));
+    assert_eq!(rows(&client, &count).await?, vec![vec!["3100".to_owned()]]);
+    // Approximate or inexact in the cluster: computed by polygate. (count(DISTINCT g) is
+    // planned as a GROUP BY g, which the index answers exactly, then counted here; the
+    // approximate `cardinality` aggregation is never used.)
+    let local = [
+        "SELECT count(DISTINCT g) FROM {t}",
+        "SELECT sum(f) FROM {t}",
+        "SELECT g2, avg(f) FROM {t} GROUP BY g2 ORDER BY g2",
+    ];
+    for query in local {
+        let sql = |source: &str| query.replace("{t}", &format!("{source}.\"{index}\""));
+        let explained = plan(&client, &sql("on")).await?;
+        assert!(
+            local_aggregate(&explained) && !explained.contains("cardinality"),
+            "{query}: {explained}"
+        );
+        assert_eq!(
+            rows(&client, &sql("on")).await?,
+            rows(&client, &sql("off")).await?
+        );
+    }
+    search.delete().await?;
+    Ok(())
+}
