@@ -69,10 +69,24 @@ fn fields() -> Vec<Field> {
     ]
 }
 
-/// Both truth values' queries, as text ("-" where not exact).
+/// `value` with every object's keys in order, whether or not serde_json preserves insertion
+/// order in this build (a feature another crate of the workspace may turn on).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// Both truth values' queries, as text with sorted keys ("-" where not exact).
 fn t(expr: Expr) -> Option<(String, String)> {
     let fields = fields();
-    let text = |q: Option<Value>| q.map_or_else(|| "-".to_owned(), |q| q.to_string());
+    let text = |q: Option<Value>| q.map_or_else(|| "-".to_owned(), |q| sorted(q).to_string());
     translate(&fields, &expr).map(|t| (text(t.when_true), text(t.when_false)))
 }
 
