@@ -7,6 +7,7 @@
 //! (text-format results and parameters).
 
 pub mod backends;
+pub mod bench;
 pub mod gateway;
 pub mod mongo;
 pub mod search;

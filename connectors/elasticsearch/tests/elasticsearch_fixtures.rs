@@ -3,7 +3,7 @@
 //! `pit` and `search_after`, `DELETE /_pit`). The test server speaks OpenSearch; these
 //! fixtures are what tells the two apart, and prove polygate takes Elasticsearch's paths.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::SessionContext;
@@ -24,68 +24,74 @@ struct Request {
 type Answer = dyn Fn(&Request) -> Value + Send + Sync;
 
 /// An HTTP/1.1 server answering every request with `answer`'s JSON, recording them.
-async fn fixture_server(answer: Arc<Answer>) -> (String, Arc<Mutex<Vec<Request>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+async fn fixture_server(
+    answer: Arc<Answer>,
+) -> std::io::Result<(String, Arc<Mutex<Vec<Request>>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
     let log = Arc::new(Mutex::new(Vec::new()));
     let requests = Arc::clone(&log);
     tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let answer = Arc::clone(&answer);
-            let requests = Arc::clone(&requests);
+        while let Ok((stream, _)) = listener.accept().await {
+            let (answer, requests) = (Arc::clone(&answer), Arc::clone(&requests));
             tokio::spawn(async move {
-                let mut stream = BufReader::new(stream);
-                loop {
-                    let mut line = String::new();
-                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut parts = line.split_whitespace();
-                    let (method, target) = (
-                        parts.next().unwrap_or_default().to_owned(),
-                        parts.next().unwrap_or_default().to_owned(),
-                    );
-                    let mut length = 0;
-                    loop {
-                        let mut header = String::new();
-                        stream.read_line(&mut header).await.unwrap();
-                        let header = header.trim_end();
-                        if header.is_empty() {
-                            break;
-                        }
-                        if let Some((name, value)) = header.split_once(':')
-                            && name.eq_ignore_ascii_case("content-length")
-                        {
-                            length = value.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    stream.read_exact(&mut body).await.unwrap();
-                    let request = Request {
-                        method,
-                        target,
-                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                    };
-                    let reply = answer(&request).to_string();
-                    requests.lock().unwrap().push(request);
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                         x-elastic-product: Elasticsearch\r\ncontent-length: {}\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                    stream
-                        .get_mut()
-                        .write_all(response.as_bytes())
-                        .await
-                        .unwrap();
-                }
+                let _ = serve(stream, answer.as_ref(), &requests).await;
             });
         }
     });
-    (url, log)
+    Ok((url, log))
+}
+
+/// Answers the requests of one connection until the client closes it.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    answer: &Answer,
+    requests: &Mutex<Vec<Request>>,
+) -> std::io::Result<()> {
+    let mut stream = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or_default().to_owned(),
+            parts.next().unwrap_or_default().to_owned(),
+        );
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            stream.read_line(&mut header).await?;
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await?;
+        let request = Request {
+            method,
+            target,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        };
+        let reply = answer(&request).to_string();
+        requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+             x-elastic-product: Elasticsearch\r\ncontent-length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
+        stream.get_mut().write_all(response.as_bytes()).await?;
+    }
 }
 
 const PIT_ID: &str = "46ToAwMDaWR5BXV1aWQyKwZub2RlXzMAAAAAAAAAACoBYwADaWR4BXV1aWQxAgZub2RlXzEAAAAAAAAAAAEBYQADaWR5BXV1aWQyKgZub2RlXzIAAAAAAAAAAAwBYgACBXV1aWQyAAAFdXVpZDEAAQltYXRjaF9hbGw_gAAAAA==";
@@ -170,7 +176,7 @@ fn elasticsearch_8(request: &Request) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_reads_through_its_own_point_in_time_endpoints() {
-    let (url, requests) = fixture_server(Arc::new(elasticsearch_8)).await;
+    let (url, requests) = fixture_server(Arc::new(elasticsearch_8)).await.unwrap();
     let options: ElasticOptions = toml::from_str(&format!(
         "url = \"{url}\"\npage_size = 2\npaging = \"point_in_time\""
     ))
@@ -267,7 +273,7 @@ fn elasticsearch_7_10(request: &Request) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_before_7_12_reads_by_scroll() {
-    let (url, requests) = fixture_server(Arc::new(elasticsearch_7_10)).await;
+    let (url, requests) = fixture_server(Arc::new(elasticsearch_7_10)).await.unwrap();
     let options: ElasticOptions =
         toml::from_str(&format!("url = \"{url}\"\npage_size = 2\nsample_size = 0")).unwrap();
     let context = SourceContext {
