@@ -238,7 +238,12 @@ impl ElasticConnector {
                 .json(
                     Method::POST,
                     &format!("/{segment}/_search"),
-                    Some(&json!({ "size": self.sample_size, "track_total_hits": false })),
+                    // A random sample, not the first documents: arrays added late count.
+                    Some(&json!({
+                        "size": self.sample_size,
+                        "track_total_hits": false,
+                        "query": { "function_score": { "random_score": {} } },
+                    })),
                 )
                 .await?;
             let mut arrays = Vec::new();
