@@ -93,6 +93,93 @@ impl SearchIndices {
         Ok(())
     }
 
+    /// Copies every table of PostgreSQL schema `schema` into an index of the same name (not
+    /// prefixed: the names must be the tables'), created with its mapping from `mappings`
+    /// (index name -> mapping), and returns the names.
+    ///
+    /// Each row becomes a document with the row's columns as fields. A NULL becomes a missing
+    /// field in even rows and an explicit null in odd ones; timestamptz values become ISO
+    /// 8601 text in UTC.
+    pub async fn copy_from_postgres(
+        &mut self,
+        pg: &tokio_postgres::Client,
+        schema: &str,
+        mappings: &Value,
+    ) -> anyhow::Result<Vec<String>> {
+        let tables = pg
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \
+                 ORDER BY 1",
+                &[&schema],
+            )
+            .await?;
+        pg.batch_execute("SET TimeZone = 'UTC'").await?;
+        let mut names = Vec::new();
+        for table in tables {
+            let table: String = table.get(0);
+            let mapping = mappings
+                .get(&table)
+                .with_context(|| format!("no mapping for {table}"))?;
+            let _ = self
+                .request(reqwest::Method::DELETE, &format!("/{table}"), None)
+                .await;
+            self.request(
+                reqwest::Method::PUT,
+                &format!("/{table}"),
+                Some(json!({ "mappings": mapping }).to_string()),
+            )
+            .await?;
+            self.created.push(table.clone());
+            let sql = format!("SELECT * FROM \"{schema}\".\"{table}\"");
+            let types: Vec<tokio_postgres::types::Type> = pg
+                .prepare(&sql)
+                .await?
+                .columns()
+                .iter()
+                .map(|c| c.type_().clone())
+                .collect();
+            let mut body = String::new();
+            let mut index = 0;
+            for message in pg.simple_query(&sql).await? {
+                let tokio_postgres::SimpleQueryMessage::Row(row) = message else {
+                    continue;
+                };
+                let mut document = serde_json::Map::new();
+                for (i, column) in row.columns().iter().enumerate() {
+                    match row.get(i) {
+                        None if index % 2 == 0 => {}
+                        None => {
+                            document.insert(column.name().to_owned(), Value::Null);
+                        }
+                        Some(text) => {
+                            document.insert(column.name().to_owned(), json_of(text, &types[i])?);
+                        }
+                    }
+                }
+                body.push_str(&json!({ "index": { "_id": (index + 1).to_string() } }).to_string());
+                body.push('\n');
+                body.push_str(&Value::Object(document).to_string());
+                body.push('\n');
+                index += 1;
+            }
+            if !body.is_empty() {
+                let answer = self
+                    .request(
+                        reqwest::Method::POST,
+                        &format!("/{table}/_bulk?refresh=true"),
+                        Some(body),
+                    )
+                    .await?;
+                anyhow::ensure!(
+                    answer["errors"] == Value::Bool(false),
+                    "bulk indexing failed: {answer}"
+                );
+            }
+            names.push(table);
+        }
+        Ok(names)
+    }
+
     /// A catalog.toml source `source` of kind `elasticsearch` serving the test's indices,
     /// with `extra` lines of options.
     pub fn source(&self, source: &str, extra: &str) -> String {
@@ -118,4 +205,17 @@ impl SearchIndices {
         }
         Ok(())
     }
+}
+
+/// A value in PostgreSQL's text format (UTC session) as JSON.
+fn json_of(text: &str, ty: &tokio_postgres::types::Type) -> anyhow::Result<Value> {
+    use tokio_postgres::types::Type;
+    Ok(match *ty {
+        Type::INT8 | Type::INT4 | Type::INT2 => Value::from(text.parse::<i64>()?),
+        Type::FLOAT8 | Type::FLOAT4 => Value::from(text.parse::<f64>()?),
+        Type::BOOL => Value::from(text == "t"),
+        // `2024-01-01 07:13:00+00` as `2024-01-01T07:13:00+00:00`.
+        Type::TIMESTAMPTZ => Value::from(format!("{}:00", text.replacen(' ', "T", 1))),
+        _ => Value::from(text),
+    })
 }
