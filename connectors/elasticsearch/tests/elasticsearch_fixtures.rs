@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 struct Request {
     method: String,
     target: String,
+    /// The `Authorization` header, if any.
+    authorization: Option<String>,
     body: Value,
 }
 
@@ -59,7 +61,7 @@ async fn serve(
             parts.next().unwrap_or_default().to_owned(),
             parts.next().unwrap_or_default().to_owned(),
         );
-        let mut length = 0;
+        let (mut length, mut authorization) = (0, None);
         loop {
             let mut header = String::new();
             stream.read_line(&mut header).await?;
@@ -67,10 +69,12 @@ async fn serve(
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("authorization") {
+                    authorization = Some(value.trim().to_owned());
+                }
             }
         }
         let mut body = vec![0; length];
@@ -78,6 +82,7 @@ async fn serve(
         let request = Request {
             method,
             target,
+            authorization,
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         };
         let reply = answer(&request).to_string();
@@ -326,4 +331,47 @@ async fn elasticsearch_before_7_12_reads_by_scroll() {
             .unwrap()
             .starts_with("FGluY2x1ZGVf")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_carries_the_configured_credentials() {
+    // Basic authentication (catalog.toml's `${VAR}` is expanded before the connector sees the
+    // password), and an API key in its `id:key` form, sent base64-encoded.
+    for (options, expected) in [
+        (
+            "username = \"reader\"\npassword = \"s3cr:t\"",
+            // base64("reader:s3cr:t")
+            "Basic cmVhZGVyOnMzY3I6dA==",
+        ),
+        (
+            "api_key = \"VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw\"",
+            // base64 of the id:key pair, as the API key documentation shows
+            "ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==",
+        ),
+    ] {
+        let (url, requests) = fixture_server(Arc::new(elasticsearch_8)).await.unwrap();
+        let options: ElasticOptions =
+            toml::from_str(&format!("url = \"{url}\"\n{options}")).unwrap();
+        let context = SourceContext {
+            name: "es".into(),
+            base_dir: ".".into(),
+        };
+        let connector = ElasticConnectorFactory::create(&context, options).unwrap();
+        connector.discover().await.unwrap();
+        connector
+            .table_provider(&TableRef::new("indices", "orders"))
+            .await
+            .unwrap();
+        let requests = requests.lock().unwrap().clone();
+        assert!(requests.len() >= 3);
+        for request in &requests {
+            assert_eq!(
+                request.authorization.as_deref(),
+                Some(expected),
+                "{} {}",
+                request.method,
+                request.target
+            );
+        }
+    }
 }
