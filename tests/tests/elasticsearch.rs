@@ -855,3 +855,52 @@ async fn aggregates_run_in_the_index_with_the_answers_polygate_computes() -> any
     search.delete().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_source_does_not_keep_is_an_error_not_a_null() -> anyhow::Result<()> {
+    let Some(url) = backends::require(Backend::Search, "es_no_source") else {
+        return Ok(());
+    };
+    let mut search = SearchIndices::create(&url, "es_no_source");
+    search
+        .create_index(
+            "t",
+            json!({ "_source": { "enabled": false }, "properties": { "k": {"type": "keyword"} } }),
+        )
+        .await?;
+    search
+        .bulk(
+            "t",
+            &documents(vec![json!({ "k": "a" }), json!({ "k": "b" })]),
+        )
+        .await?;
+    let index = search.name("t");
+    let gateway = TestGateway::with_catalog(&search.source("s", "")).await?;
+    let client = gateway.connect().await?;
+    let error = rows(&client, &format!("SELECT k FROM s.\"{index}\""))
+        .await
+        .expect_err("a column _source does not keep cannot be read");
+    assert!(
+        error.to_string().contains("does not keep _source"),
+        "{error}"
+    );
+    // What does not need _source still works.
+    assert_eq!(
+        rows(
+            &client,
+            &format!("SELECT _id FROM s.\"{index}\" ORDER BY _id")
+        )
+        .await?,
+        vec![vec!["1".to_owned()], vec!["2".to_owned()]]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            &format!("SELECT count(*) FROM s.\"{index}\" WHERE k = 'a'")
+        )
+        .await?,
+        vec![vec!["1".to_owned()]]
+    );
+    search.delete().await?;
+    Ok(())
+}

@@ -78,6 +78,8 @@ impl ConnectorFactory for ElasticConnectorFactory {
 struct IndexSchema {
     fields: Arc<Vec<Field>>,
     schema: datafusion::arrow::datatypes::SchemaRef,
+    /// Top-level fields whose values `_source` does not keep, with the reason.
+    unkept: Arc<BTreeMap<String, String>>,
 }
 
 /// Reads the indices and aliases of one cluster.
@@ -258,9 +260,11 @@ impl ElasticConnector {
             }
             mapping::mark_lists(&mut fields, &arrays);
         }
+        let unkept = unkept_fields(&mappings, &fields);
         let schema = Arc::new(IndexSchema {
             schema: Arc::new(mapping::arrow_schema(&fields)),
             fields: Arc::new(fields),
+            unkept: Arc::new(unkept),
         });
         self.schemas
             .lock()
@@ -268,6 +272,67 @@ impl ElasticConnector {
             .insert(index.to_owned(), Arc::clone(&schema));
         Ok(schema)
     }
+}
+
+/// The top-level fields whose values the `_source` of some index of a `_mapping` answer does
+/// not keep (`_source.enabled: false`, `includes`, `excludes`), with the reason. A pattern
+/// on a nested path (`o.secret`) makes its whole top-level field unkept: scans read
+/// `_source`, and a value it lacks would otherwise read as a silent NULL.
+fn unkept_fields(mappings: &Value, fields: &[Field]) -> BTreeMap<String, String> {
+    let mut unkept = BTreeMap::new();
+    let Some(indices) = mappings.as_object() else {
+        return unkept;
+    };
+    for (index, entry) in indices {
+        let Some(source) = entry
+            .pointer("/mappings/_source")
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        let patterns = |key: &str| -> Vec<String> {
+            source
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let top = |patterns: &[String]| -> Vec<String> {
+            patterns
+                .iter()
+                .map(|p| p.split('.').next().unwrap_or(p).to_owned())
+                .collect()
+        };
+        let disabled = source.get("enabled") == Some(&Value::Bool(false));
+        let (includes, excludes) = (patterns("includes"), patterns("excludes"));
+        let kept = NameFilter::new(top(&includes), top(&excludes));
+        // A field only partly included (`o.a` of `o`) is not kept whole.
+        let partial: Vec<String> = includes.into_iter().filter(|p| p.contains('.')).collect();
+        let partly_kept = NameFilter::new(top(&partial), Vec::new());
+        for field in fields {
+            let reason = if disabled {
+                Some(format!("index {index} does not keep _source"))
+            } else if !kept.exposes(&field.name)
+                || (!partial.is_empty() && partly_kept.exposes(&field.name))
+            {
+                Some(format!(
+                    "index {index} leaves {} out of _source",
+                    field.name
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                unkept.entry(field.name.clone()).or_insert(reason);
+            }
+        }
+    }
+    unkept
 }
 
 /// The `properties` of every index a `_mapping` answer covers, merged: a field mapped
@@ -375,6 +440,7 @@ impl Connector for ElasticConnector {
             table.name.clone(),
             Arc::clone(&schema.fields),
             Arc::clone(&schema.schema),
+            Arc::clone(&schema.unkept),
             estimate,
         )))
     }
@@ -383,6 +449,34 @@ impl Connector for ElasticConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_left_out_of_source_are_named() {
+        let field = |name: &str| Field {
+            name: name.into(),
+            kind: mapping::Kind::Keyword { ignore_above: None },
+            list: false,
+            searchable: true,
+        };
+        let fields = [field("a"), field("o"), field("secret"), field("z")];
+        let unkept = |source: Value| -> Vec<String> {
+            let mappings = json!({ "i": { "mappings": { "_source": source, "properties": {} } } });
+            unkept_fields(&mappings, &fields).into_keys().collect()
+        };
+        assert_eq!(
+            unkept(json!({ "enabled": false })),
+            ["a", "o", "secret", "z"]
+        );
+        assert_eq!(unkept(json!({ "excludes": ["sec*"] })), ["secret"]);
+        assert_eq!(
+            unkept(json!({ "includes": ["a", "o.x"] })),
+            ["o", "secret", "z"]
+        );
+        assert_eq!(unkept(json!({ "excludes": ["o.secret"] })), ["o"]);
+        assert!(unkept(json!({ "enabled": true })).is_empty());
+        let kept = json!({ "i": { "mappings": { "properties": {} } } });
+        assert!(unkept_fields(&kept, &fields).is_empty());
+    }
 
     #[test]
     fn mappings_of_several_indices_merge_and_conflicts_read_as_json() {

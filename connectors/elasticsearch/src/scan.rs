@@ -1,5 +1,6 @@
 //! An index as a DataFusion table: the search each scan sends, and the pages it reads.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -66,6 +67,8 @@ pub(crate) struct IndexTable {
     index: String,
     fields: Arc<Vec<Field>>,
     schema: SchemaRef,
+    /// Top-level fields `_source` does not keep, with the reason: a scan cannot read them.
+    unkept: Arc<BTreeMap<String, String>>,
     estimate: Option<u64>,
 }
 
@@ -76,6 +79,7 @@ impl IndexTable {
         index: String,
         fields: Arc<Vec<Field>>,
         schema: SchemaRef,
+        unkept: Arc<BTreeMap<String, String>>,
         estimate: Option<u64>,
     ) -> Self {
         Self {
@@ -84,6 +88,7 @@ impl IndexTable {
             index,
             fields,
             schema,
+            unkept,
             estimate,
         }
     }
@@ -163,6 +168,20 @@ impl TableProvider for IndexTable {
                 i => Column::Field(self.fields[i - METADATA_COLUMNS].clone()),
             })
             .collect();
+        for column in &columns {
+            if let Column::Field(field) = column
+                && let Some(reason) = self.unkept.get(&field.name)
+            {
+                return Err(SourceError::into_datafusion(
+                    &self.remote.source,
+                    ConnectorError::InvalidData(format!(
+                        "{reason}: polygate reads documents from _source, so it cannot read \
+                         column {} (its aggregates, counts, _id and _index still work)",
+                        field.name
+                    )),
+                ));
+            }
+        }
         let mut search = Search {
             filters: Vec::new(),
             relevance: Vec::new(),
