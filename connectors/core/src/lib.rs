@@ -10,6 +10,7 @@ mod connector;
 mod error;
 pub mod estimates;
 mod names;
+pub mod prefetch;
 pub mod scan;
 pub mod subplan;
 

@@ -39,6 +39,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use polygate_connector_core::prefetch::Prefetched;
 use polygate_connector_core::scan::scan_properties;
 use polygate_connector_core::subplan::{NativeQuery, SubPlanSource};
 use polygate_connector_core::{ConnectorError, SourceError};
@@ -651,15 +652,12 @@ impl ExecutionPlan for SearchAggregateExec {
         if partition != 0 {
             return internal_err!("SearchAggregateExec has one partition, asked for {partition}");
         }
-        let (sender, receiver) = tokio::sync::mpsc::channel(1);
-        let task = datafusion::common::runtime::SpawnedTask::spawn(
-            Arc::clone(&self.aggregate).run(sender),
-        );
-        let batches =
-            futures::stream::unfold((receiver, task), |(mut receiver, task)| async move {
-                let batch = receiver.recv().await?;
-                Some((batch, (receiver, task)))
-            });
+        let aggregate = Arc::clone(&self.aggregate);
+        let batches = Prefetched::spawn(|sender| aggregate.run(sender));
+        let batches = futures::stream::unfold(batches, |mut batches| async move {
+            let batch = batches.next().await?;
+            Some((batch, batches))
+        });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.aggregate.schema),
             batches,

@@ -9,7 +9,6 @@ use datafusion::arrow::array::{ArrayRef, Float32Builder, RecordBatchOptions, Str
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Statistics, internal_err};
 use datafusion::datasource::TableType;
@@ -22,7 +21,10 @@ use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use polygate_connector_core::scan::{estimated_rows, partition_statistics, scan_properties};
+use polygate_connector_core::prefetch::Prefetched;
+use polygate_connector_core::scan::{
+    estimated_rows, partition_statistics, partitions, scan_properties,
+};
 use polygate_connector_core::{ConnectorError, SourceError};
 use reqwest::Method;
 use serde::Deserialize;
@@ -204,11 +206,11 @@ impl TableProvider for IndexTable {
             search.limit = limit;
         }
         let slices = match (self.estimate, search.limit) {
-            (Some(documents), None) => {
-                let parts = (documents / self.settings.partition_documents)
-                    .min(state.config().target_partitions() as u64);
-                if parts >= 2 { parts as usize } else { 1 }
-            }
+            (Some(documents), None) => partitions(
+                documents,
+                self.settings.partition_documents,
+                state.config().target_partitions(),
+            ),
             _ => 1,
         };
         let flavour = self
@@ -614,7 +616,9 @@ impl ExecutionPlan for SearchExec {
             scores: self.search.scores(),
             decoder: RecordDecoder::new("", &fields),
         };
-        let pages = Prefetched::new(pager);
+        // The next page is fetched while this one decodes; dropping the stream aborts the
+        // fetching task, whose context guard then closes the point in time or scroll.
+        let pages = Prefetched::spawn(|sender| pager.run(sender));
         let stream =
             futures::stream::try_unfold((reader, pages), |(mut reader, mut pages)| async move {
                 match pages.next().await {
@@ -865,29 +869,6 @@ impl Pager {
             ))));
         }
         Ok(page)
-    }
-}
-
-/// A partition's pages, fetched one ahead by a task of their own: the cluster prepares the
-/// next page while this one decodes. Dropping it aborts the task, whose context guard then
-/// closes the point in time or scroll.
-struct Prefetched {
-    pages: mpsc::Receiver<Result<Vec<Hit>>>,
-    _fetcher: SpawnedTask<()>,
-}
-
-impl Prefetched {
-    fn new(pager: Pager) -> Self {
-        let (sender, pages) = mpsc::channel(1);
-        let fetcher = SpawnedTask::spawn(pager.run(sender));
-        Self {
-            pages,
-            _fetcher: fetcher,
-        }
-    }
-
-    async fn next(&mut self) -> Option<Result<Vec<Hit>>> {
-        self.pages.recv().await
     }
 }
 

@@ -9,7 +9,6 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Statistics, internal_err};
@@ -28,9 +27,11 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use futures::StreamExt;
 use mongodb::bson::{Bson, Document, RawBsonRef, doc};
 use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor};
-use polygate_connector_core::scan::{estimated_rows, partition_statistics, scan_properties};
+use polygate_connector_core::prefetch::Prefetched;
+use polygate_connector_core::scan::{
+    estimated_rows, partition_statistics, partitions, scan_properties,
+};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
-use tokio::sync::mpsc;
 
 use crate::Remote;
 use crate::decode::{RecordDecoder, extended_json};
@@ -82,17 +83,20 @@ impl MongoTable {
         let Some(count) = self.estimate else {
             return Ok(Vec::new());
         };
-        let parts = (count / self.remote.partition_documents)
-            .min(state.config().target_partitions() as u64);
+        let parts = partitions(
+            count,
+            self.remote.partition_documents,
+            state.config().target_partitions(),
+        );
         if parts < 2 {
             return Ok(Vec::new());
         }
         let ids = self
             .remote
-            .sample_ids(&self.collection, parts as usize * 10)
+            .sample_ids(&self.collection, parts * 10)
             .await
             .map_err(|e| SourceError::into_datafusion(&self.remote.source, e))?;
-        Ok(id_ranges(ids, parts as usize))
+        Ok(id_ranges(ids, parts))
     }
 }
 
@@ -680,34 +684,18 @@ fn field_access(expr: &Arc<dyn PhysicalExpr>) -> Option<(usize, Vec<&str>)> {
     Some((index, path))
 }
 
-/// A cursor's raw batches, fetched one ahead by a task of their own: the server prepares the
-/// next batch while this one decodes. Dropping it aborts the task, and so drops the cursor,
-/// which kills it on the server.
-struct Prefetched {
-    batches: mpsc::Receiver<mongodb::error::Result<RawBatch>>,
-    _fetcher: SpawnedTask<()>,
-}
-
-impl Prefetched {
-    fn new(mut cursor: RawBatchCursor) -> Self {
-        let (sender, batches) = mpsc::channel(1);
-        let fetcher = SpawnedTask::spawn(async move {
-            while let Some(batch) = cursor.next().await {
-                let failed = batch.is_err();
-                if sender.send(batch).await.is_err() || failed {
-                    break;
-                }
+/// A cursor's batches, read one ahead by a task of the scan's own: the server prepares the
+/// next batch while this one decodes. Dropping the result aborts the task, whose drop of the
+/// cursor kills it on the server.
+fn prefetch(mut cursor: RawBatchCursor) -> Prefetched<mongodb::error::Result<RawBatch>> {
+    Prefetched::spawn(|sender| async move {
+        while let Some(batch) = cursor.next().await {
+            let failed = batch.is_err();
+            if sender.send(batch).await.is_err() || failed {
+                break;
             }
-        });
-        Self {
-            batches,
-            _fetcher: fetcher,
         }
-    }
-
-    async fn next(&mut self) -> Option<mongodb::error::Result<RawBatch>> {
-        self.batches.recv().await
-    }
+    })
 }
 
 /// Decodes a pipeline's raw batches into record batches of about `batch_size` rows.
@@ -741,7 +729,7 @@ impl BatchReader {
                 .await
                 .map_err(|e| SourceError::into_datafusion(&source, crate::driver_error(&e)))?;
             Ok::<_, DataFusionError>(futures::stream::try_unfold(
-                (self, Prefetched::new(cursor), false),
+                (self, prefetch(cursor), false),
                 |(mut reader, mut batches, done)| async move {
                     if done {
                         return Ok(None);

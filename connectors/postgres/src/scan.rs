@@ -20,7 +20,9 @@ use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
-use polygate_connector_core::scan::{estimated_rows, partition_statistics, scan_properties};
+use polygate_connector_core::scan::{
+    estimated_rows, partition_statistics, partitions, scan_properties,
+};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
 use deadpool_postgres::Object;
@@ -76,13 +78,15 @@ impl PostgresTable {
         if limit.is_some() {
             return Vec::new();
         }
-        let parts = (pages / self.remote.partition_pages)
-            .min(state.config().target_partitions() as u64)
-            .min(self.remote.pool_size() as u64);
+        let most = state
+            .config()
+            .target_partitions()
+            .min(self.remote.pool_size());
+        let parts = partitions(pages, self.remote.partition_pages, most);
         if parts < 2 {
             return Vec::new();
         }
-        CtidRange::split(pages, parts)
+        CtidRange::split(pages, parts as u64)
     }
 
     pub(crate) fn remote(&self) -> &Arc<Remote> {
