@@ -12,6 +12,7 @@ mod error;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use polygate_connector_core::{Connector, ConnectorFactory, SourceContext};
 use polygate_connector_elasticsearch::ElasticConnectorFactory;
@@ -53,7 +54,24 @@ pub struct CatalogConfig {
 pub struct GatewayConfig {
     /// Where `polygate serve` accepts PostgreSQL clients.
     pub listen: SocketAddr,
+    /// The most client connections served at once; one more is refused with 53300.
+    pub max_connections: usize,
+    /// The default `statement_timeout` of every session; `None` for no limit.
+    pub statement_timeout: Option<Duration>,
+    /// The default `idle_session_timeout`; `None` for no limit.
+    pub idle_session_timeout: Option<Duration>,
+    /// The memory all running queries may use together, in bytes; `None` for no limit.
+    pub memory_limit: Option<usize>,
+    /// The most rows one query may return; `None` for no limit.
+    pub max_result_rows: Option<u64>,
+    /// On SIGTERM, how long running queries may go on before they are canceled.
+    pub shutdown_grace: Duration,
 }
+
+/// `max_connections` when catalog.toml does not say.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// `shutdown_grace_secs` when catalog.toml does not say.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// One `[sources.NAME]` table, with its connector created (but not yet connected).
 #[derive(Debug, Clone)]
@@ -73,6 +91,12 @@ pub struct SourceConfig {
 #[serde(deny_unknown_fields)]
 struct RawGateway {
     listen: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
+    statement_timeout_secs: Option<u64>,
+    idle_session_timeout_secs: Option<u64>,
+    memory_limit_mb: Option<Spanned<u64>>,
+    max_result_rows: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
 }
 
 impl CatalogConfig {
@@ -129,7 +153,18 @@ impl CatalogConfig {
 fn default_gateway() -> GatewayConfig {
     GatewayConfig {
         listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+        statement_timeout: None,
+        idle_session_timeout: None,
+        memory_limit: None,
+        max_result_rows: None,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
     }
+}
+
+/// Zero means no limit, as for PostgreSQL's timeouts.
+fn seconds(value: Option<u64>) -> Option<Duration> {
+    value.filter(|s| *s > 0).map(Duration::from_secs)
 }
 
 fn parse_gateway(
@@ -149,6 +184,37 @@ fn parse_gateway(
                 ),
             )
         })?;
+    }
+    if let Some(max) = raw.max_connections {
+        if *max.get_ref() == 0 {
+            return Err(document.error(
+                max.span(),
+                "gateway.max_connections",
+                "must be at least 1",
+            ));
+        }
+        gateway.max_connections = usize::try_from(*max.get_ref()).unwrap_or(usize::MAX);
+    }
+    gateway.statement_timeout = seconds(raw.statement_timeout_secs);
+    gateway.idle_session_timeout = seconds(raw.idle_session_timeout_secs);
+    if let Some(mb) = raw.memory_limit_mb {
+        let bytes = mb
+            .get_ref()
+            .checked_mul(1 << 20)
+            .and_then(|b| usize::try_from(b).ok())
+            .filter(|b| *b > 0)
+            .ok_or_else(|| {
+                document.error(
+                    mb.span(),
+                    "gateway.memory_limit_mb",
+                    "must be a positive number of megabytes",
+                )
+            })?;
+        gateway.memory_limit = Some(bytes);
+    }
+    gateway.max_result_rows = raw.max_result_rows.filter(|n| *n > 0);
+    if let Some(grace) = raw.shutdown_grace_secs {
+        gateway.shutdown_grace = Duration::from_secs(grace);
     }
     Ok(gateway)
 }

@@ -62,7 +62,9 @@ fn rejects_bad_input_with_file_line_and_key() {
         // Unknown key in [gateway].
         (
             "[gateway]\nlisten = \"127.0.0.1:1\"\nport = 5\n",
-            "3:1: gateway.port: unknown field `port`, expected `listen`",
+            "3:1: gateway.port: unknown field `port`, expected one of `listen`, `max_connections`, \
+             `statement_timeout_secs`, `idle_session_timeout_secs`, `memory_limit_mb`, \
+             `max_result_rows`, `shutdown_grace_secs`",
         ),
         (
             "[gateway]\nlisten = \"localhost\"\n",
