@@ -10,12 +10,37 @@ use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
 use polygate_connector_core::{ConnectorError, SourceError};
 
+use crate::settings::SettingError;
+
 /// An error of the gateway, as a client will see it.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// A statement that would write; polygate is read-only.
     #[error("cannot execute {0} in a read-only gateway")]
     ReadOnly(String),
+    /// SQL the parser rejects.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// A statement polygate does not run.
+    #[error("feature not supported: {0}")]
+    Unsupported(String),
+    /// A refused `SET`, `SHOW` or `RESET`.
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// The statement was stopped before it finished.
+    #[error("canceling statement due to {0}")]
+    Canceled(CancelReason),
+    /// A statement other than ROLLBACK in a transaction block that failed.
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    AbortedTransaction,
+    /// The wire protocol layer failed (encoding a value, writing to the client).
+    #[error("{0}")]
+    Wire(String),
+    /// A result larger than the gateway's row limit for ad hoc queries.
+    #[error(
+        "the result has more than {0} rows, the gateway's max_result_rows; add a LIMIT or an aggregate"
+    )]
+    TooManyRows(u64),
     /// Anything raised while planning or executing a query.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
@@ -38,8 +63,47 @@ impl GatewayError {
                 code: "25006",
                 message: self.to_string(),
             },
+            Self::Syntax(_) => pg("42601", self.to_string()),
+            Self::Unsupported(_) => pg("0A000", self.to_string()),
+            Self::Setting(e) => pg(e.code(), e.to_string()),
+            Self::Canceled(CancelReason::Shutdown) => pg("57P01", self.to_string()),
+            Self::Canceled(_) => pg("57014", self.to_string()),
+            Self::TooManyRows(_) => pg("54000", self.to_string()),
+            Self::AbortedTransaction => pg("25P02", self.to_string()),
+            Self::Wire(_) => pg("XX000", self.to_string()),
             Self::DataFusion(e) => datafusion_to_pg(e),
         }
+    }
+}
+
+impl GatewayError {
+    /// A statement polygate does not run (0A000).
+    pub fn unsupported(what: impl Into<String>) -> Self {
+        Self::Unsupported(what.into())
+    }
+}
+
+/// Why a statement was canceled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    /// A CancelRequest from the client.
+    UserRequest,
+    /// `statement_timeout` passed.
+    StatementTimeout,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The client closed its connection.
+    ClientGone,
+}
+
+impl std::fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::UserRequest => "user request",
+            Self::StatementTimeout => "statement timeout",
+            Self::Shutdown => "administrator command",
+            Self::ClientGone => "client disconnection",
+        })
     }
 }
 

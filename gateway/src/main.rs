@@ -11,6 +11,7 @@ use polygate::engine::{self, DEFAULT_DATABASE, Engine};
 use polygate::errors::GatewayError;
 use polygate::output::{OutputFormat, write_results};
 use polygate::pg::Server;
+use polygate::statement::Command as Statement;
 use polygate_catalog::{Catalog, CatalogConfig, SourceState};
 
 /// The catalog served when polygate is started with no command: the demo of the repository.
@@ -115,7 +116,8 @@ async fn serve(catalog_path: &Path, listen: Option<SocketAddr>) -> anyhow::Resul
     let listen = listen.unwrap_or(catalog.config().gateway.listen);
     let _watch = polygate::reload::watch(catalog.clone())
         .with_context(|| format!("cannot watch {}", catalog_path.display()))?;
-    let server = Server::start(Engine::new(catalog), listen)
+    let grace = catalog.config().gateway.shutdown_grace;
+    let server = Server::start(Engine::new(catalog)?, listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(
@@ -125,20 +127,31 @@ async fn serve(catalog_path: &Path, listen: Option<SocketAddr>) -> anyhow::Resul
         server.local_addr().ip(),
         server.local_addr().port()
     );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
     tokio::select! {
-        _ = server.wait() => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
+        _ = terminate.recv() => tracing::info!("SIGTERM received, stopping"),
     }
+    server.shutdown(grace).await;
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 async fn query(catalog_path: &Path, format: OutputFormat, sql: &str) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::load(catalog_path).await?;
-    let ctx = Engine::new(catalog).session(DEFAULT_DATABASE);
     let outcome: Result<(), GatewayError> = async {
-        for statement in engine::parse(sql)? {
-            let plan = engine::plan(&ctx, statement).await?;
-            let batches = engine::execute(&ctx, plan).await?;
+        let engine = Engine::new(catalog)?;
+        let session = engine.default_session(DEFAULT_DATABASE)?;
+        for command in engine.parse(sql)? {
+            let Statement::Query(statement) = command else {
+                return Err(GatewayError::unsupported(format!(
+                    "{} in polygate query (connect a client to polygate serve)",
+                    command.tag()
+                )));
+            };
+            let plan = engine::plan(&session.ctx, *statement).await?;
+            let batches = engine::execute(&session.ctx, plan).await?;
             write_results(batches, format, &mut std::io::stdout().lock()).await?;
         }
         Ok(())

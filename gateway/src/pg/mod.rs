@@ -1,31 +1,50 @@
 //! The PostgreSQL wire protocol front end.
 //!
-//! pgwire decodes and encodes messages; this module accepts connections, gives each one a
-//! [`session::Session`] (its own DataFusion context, created on first use for the database the
-//! client named), and streams results back batch by batch.
+//! pgwire decodes and encodes messages; this module accepts connections (at most
+//! `max_connections` at once), gives each one a [`session::Session`] and a watchdog, and stops
+//! gracefully: on [`Server::shutdown`] it accepts no more, lets running statements finish for a
+//! grace period, then cancels them, which cancels their remote queries.
 
+mod connection;
 mod session;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
+use async_trait::async_trait;
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ConnectionManager, PgWireServerHandlers};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::engine::Engine;
+pub use connection::Connection;
+use connection::peer_closed;
 pub use session::Session;
 
+/// How often a connection's watchdog looks at its client.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
 /// A running PostgreSQL front end.
-#[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
-    /// `None` once [`Server::wait`] has taken it.
-    accept_loop: Option<JoinHandle<()>>,
+    /// Flipped to stop accepting connections.
+    stop_accepting: watch::Sender<bool>,
+    /// Flipped to cancel every running statement.
+    cancel_all: watch::Sender<bool>,
+    /// `None` once [`Server::wait`] or [`Server::shutdown`] has taken it.
+    accept_loop: Option<JoinHandle<JoinSet<()>>>,
+    shared: Arc<Shared>,
 }
 
 impl Server {
@@ -33,14 +52,23 @@ impl Server {
     pub async fn start(engine: Engine, listen: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
+        let max_connections = engine.catalog().config().gateway.max_connections;
+        let (stop_accepting, stop_rx) = watch::channel(false);
+        let (cancel_all, cancel_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             engine,
             connections: Arc::new(ConnectionManager::new()),
+            slots: Arc::new(Semaphore::new(max_connections)),
+            cancel_all: cancel_rx,
+            live: Mutex::new(Vec::new()),
         });
-        let accept_loop = tokio::spawn(accept(listener, shared));
+        let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared), stop_rx));
         Ok(Self {
             local_addr,
+            stop_accepting,
+            cancel_all,
             accept_loop: Some(accept_loop),
+            shared,
         })
     }
 
@@ -54,6 +82,40 @@ impl Server {
         if let Some(accept_loop) = self.accept_loop.take() {
             let _ = accept_loop.await;
         }
+    }
+
+    /// Stops gracefully: accepts no new connection, lets running statements finish for up to
+    /// `grace`, cancels those still running (57P01, which cancels their remote queries), then
+    /// closes every connection.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.stop_accepting.send_replace(true);
+        let Some(accept_loop) = self.accept_loop.take() else {
+            return;
+        };
+        let Ok(mut connections) = accept_loop.await else {
+            return;
+        };
+        let running = self.shared.running();
+        tracing::info!(
+            connections = connections.len(),
+            running,
+            "shutting down: waiting up to {grace:?} for running statements"
+        );
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.shared.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.shared.running() > 0 {
+            tracing::info!("shutdown grace over: canceling running statements");
+            self.cancel_all.send_replace(true);
+            // Let the cancellations reach the clients and the stores.
+            let until = tokio::time::Instant::now() + Duration::from_secs(5);
+            while self.shared.running() > 0 && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
 }
 
@@ -71,16 +133,47 @@ struct Shared {
     engine: Engine,
     /// Lets a CancelRequest, which arrives on a connection of its own, find its target.
     connections: Arc<ConnectionManager>,
+    /// One permit per connection being served.
+    slots: Arc<Semaphore>,
+    /// Flips when running statements must be canceled.
+    cancel_all: watch::Receiver<bool>,
+    /// The connections being served.
+    live: Mutex<Vec<Weak<Connection>>>,
 }
 
-async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+impl Shared {
+    /// How many connections are running a statement.
+    fn running(&self) -> usize {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|c| c.strong_count() > 0);
+        live.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|c| c.is_running())
+            .count()
+    }
+}
+
+/// Accepts connections until told to stop; returns the connections still open, so that a
+/// shutdown can wait for them.
+async fn accept(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut connections = JoinSet::new();
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => return connections,
+            // Reap finished connections so that the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (socket, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: wait rather than spin.
                 tracing::warn!(%error, "cannot accept a connection");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -88,13 +181,122 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         if let Err(error) = socket.set_nodelay(true) {
             tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
         }
-        let handlers = ConnectionHandlers::new(&shared);
-        tokio::spawn(async move {
-            if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
-                tracing::debug!(%error, %peer, "connection ended with an error");
+        match Arc::clone(&shared.slots).try_acquire_owned() {
+            Ok(permit) => {
+                connections.spawn(serve(socket, peer, Arc::clone(&shared), permit));
             }
-        });
+            Err(_) => {
+                tracing::warn!(%peer, "connection refused: max_connections reached");
+                connections.spawn(refuse_too_many(socket));
+            }
+        }
     }
+}
+
+/// Serves one client, with a watchdog beside pgwire's message loop: it cancels the running
+/// statement when the client goes away, and closes the connection when it has been idle
+/// longer than `idle_session_timeout`.
+async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    _slot: OwnedSemaphorePermit,
+) {
+    // A second handle on the socket, only to notice the client closing its end.
+    let (socket, probe) = match split_probe(socket) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(%error, %peer, "cannot serve a connection");
+            return;
+        }
+    };
+    let connection = Arc::new(Connection::new(shared.cancel_all.clone()));
+    shared
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Arc::downgrade(&connection));
+    let handlers = ConnectionHandlers::new(&shared, Arc::clone(&connection));
+    let messages = pgwire::tokio::process_socket(socket, None, handlers);
+    tokio::pin!(messages);
+    let mut watch = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        tokio::select! {
+            outcome = &mut messages => {
+                if let Err(error) = outcome {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
+                return;
+            }
+            _ = watch.tick() => {
+                if connection.is_running() && peer_closed(&probe) {
+                    tracing::info!(%peer, "client gone: canceling its statement");
+                    connection.client_gone();
+                }
+                if let (Some(idle), Some(timeout)) = (connection.idle_for(), connection.idle_timeout())
+                    && idle > timeout
+                {
+                    tracing::info!(%peer, "closing a connection idle for {idle:?} (idle_session_timeout)");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn split_probe(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let probe = socket.try_clone()?;
+    probe.set_nonblocking(true)?;
+    Ok((TcpStream::from_std(socket)?, probe))
+}
+
+/// Answers a connection over `max_connections` as PostgreSQL does: FATAL 53300 in place of
+/// authentication, then close.
+async fn refuse_too_many(mut socket: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        // SSLRequest / GSSENCRequest come first from some clients: decline, then read the
+        // start-up message proper.
+        for _ in 0..3 {
+            let length = socket.read_i32().await? as usize;
+            if !(8..=10_000).contains(&length) {
+                break;
+            }
+            let mut body = vec![0u8; length - 4];
+            socket.read_exact(&mut body).await?;
+            let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            if code == 80_877_103 || code == 80_877_104 {
+                socket.write_all(b"N").await?;
+                continue;
+            }
+            break;
+        }
+        socket
+            .write_all(&fatal_error("53300", "sorry, too many clients already"))
+            .await?;
+        socket.shutdown().await
+    })
+    .await;
+}
+
+/// An ErrorResponse message of severity FATAL.
+fn fatal_error(code: &str, message: &str) -> Vec<u8> {
+    let mut fields = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut out = vec![b'E'];
+    out.extend_from_slice(&(fields.len() as i32 + 4).to_be_bytes());
+    out.extend_from_slice(&fields);
+    out
 }
 
 /// The handlers of one client connection.
@@ -105,11 +307,12 @@ struct ConnectionHandlers {
 }
 
 impl ConnectionHandlers {
-    fn new(shared: &Shared) -> Self {
+    fn new(shared: &Shared, connection: Arc<Connection>) -> Self {
         Self {
-            session: Arc::new(Session::new(shared.engine.clone())),
+            session: Arc::new(Session::new(shared.engine.clone(), connection)),
             startup: Arc::new(Startup {
                 connections: Arc::clone(&shared.connections),
+                engine: shared.engine.clone(),
             }),
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.connections))),
         }
@@ -135,13 +338,63 @@ impl PgWireServerHandlers for ConnectionHandlers {
 }
 
 /// Start-up without authentication (clients are trusted, as with PostgreSQL's `trust`);
-/// registers each connection so that CancelRequests can reach it.
+/// registers each connection so that CancelRequests can reach it, and reports polygate's
+/// parameters (version, read-only, date style) to the client.
 struct Startup {
     connections: Arc<ConnectionManager>,
+    engine: Engine,
 }
 
+#[async_trait]
 impl NoopStartupHandler for Startup {
     fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
         Some(Arc::clone(&self.connections))
     }
+
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        report_parameters(client, &self.engine).await
+    }
+}
+
+/// Sends the parameters PostgreSQL reports at start-up, as this session has them.
+async fn report_parameters<C>(client: &mut C, engine: &Engine) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: std::fmt::Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut settings = engine.new_settings();
+    settings.apply_startup(
+        client
+            .metadata()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let user = client
+        .metadata()
+        .get(pgwire::api::METADATA_USER)
+        .cloned()
+        .unwrap_or_default();
+    for (name, value) in settings.reported() {
+        let value = if name == "session_authorization" {
+            user.clone()
+        } else {
+            value
+        };
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name, value,
+            )))
+            .await?;
+    }
+    Ok(())
 }

@@ -1,34 +1,48 @@
-//! One client connection: its DataFusion context, and the simple and extended query protocols
-//! on top of it.
+//! One client connection: its DataFusion session, its settings and transaction block, and the
+//! simple and extended query protocols on top of them.
+//!
+//! Both protocols stream: a result's batches are encoded into DataRows as the client reads
+//! them, and every statement runs under a [`Stop`] (CancelRequest, `statement_timeout`, client
+//! gone, shutdown) that drops the DataFusion stream, and with it the remote queries, at once.
 
 use std::fmt::Debug;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::SessionContext;
-use futures::{Sink, SinkExt, StreamExt, stream};
+use futures::stream::{self, BoxStream};
+use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler, send_execution_response};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::query::{
+    ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
+    send_ready_for_query,
+};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, DEFAULT_NAME, METADATA_DATABASE, PgWireConnectionState, Type,
+    ClientInfo, ClientPortalStore, ConnectionHandle, DEFAULT_NAME, METADATA_DATABASE,
+    METADATA_USER, PgWireConnectionState, Type,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::extendedquery::Execute;
-use pgwire::messages::response::EmptyQueryResponse;
+use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 
-use crate::engine::{self, DEFAULT_DATABASE, Engine};
+use super::connection::{Connection, Stop};
+use crate::engine::{self, DEFAULT_DATABASE, DEFAULT_USER, Engine, QuerySession};
 use crate::errors::GatewayError;
+use crate::settings::Settings;
+use crate::statement::Command;
 
-/// A connection's state: the engine, and the DataFusion context made for its database.
+/// A connection's state: the engine, the session made for its database, its transaction.
 pub struct Session {
     core: Arc<Core>,
     parser: Arc<Parser>,
@@ -37,29 +51,228 @@ pub struct Session {
 /// What the query handlers and the statement parser of one connection share.
 struct Core {
     engine: Engine,
-    /// Created at the first statement, once the client's start-up message named its database.
-    context: OnceLock<SessionContext>,
+    connection: Arc<Connection>,
+    /// Created at the first statement, once the client's start-up message is known.
+    session: Mutex<Option<QuerySession>>,
+    /// The open transaction block, if any.
+    transaction: Mutex<Option<Transaction>>,
+}
+
+/// A `BEGIN` ... `COMMIT` block: reads only, so all it keeps is what its settings were, for
+/// `ROLLBACK` and for the end of `SET LOCAL`.
+#[derive(Debug)]
+struct Transaction {
+    settings_at_begin: Settings,
+    local: Vec<String>,
 }
 
 impl Core {
-    fn context<C: ClientInfo>(&self, client: &C) -> &SessionContext {
-        self.context.get_or_init(|| {
-            let database = client
-                .metadata()
-                .get(METADATA_DATABASE)
-                .map(String::as_str)
-                .unwrap_or(DEFAULT_DATABASE);
-            self.engine.session(database)
-        })
+    fn session<C: ClientInfo>(&self, client: &C) -> Result<QuerySession, GatewayError> {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(session) = session.as_ref() {
+            return Ok(session.clone());
+        }
+        let metadata = client.metadata();
+        let database = metadata
+            .get(METADATA_DATABASE)
+            .map_or(DEFAULT_DATABASE, String::as_str);
+        let user = metadata
+            .get(METADATA_USER)
+            .map_or(DEFAULT_USER, String::as_str);
+        let mut settings = self.engine.new_settings();
+        settings.apply_startup(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.connection
+            .set_idle_timeout(settings.idle_session_timeout());
+        let created = self.engine.session(database, user, settings)?;
+        *session = Some(created.clone());
+        Ok(created)
     }
+
+    fn settings(&self, session: &QuerySession) -> Settings {
+        session.info.settings()
+    }
+
+    /// Runs a statement the session answers itself.
+    fn answer(&self, session: &QuerySession, command: &Command) -> Result<Answer, GatewayError> {
+        if let Some(answer) = datafusion_option(session, command)? {
+            return Ok(answer);
+        }
+        let mut reports = Vec::new();
+        let mut settings = session
+            .info
+            .settings
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut transaction = self.transaction.lock().unwrap_or_else(|p| p.into_inner());
+        let response = match command {
+            Command::Query(_) => unreachable!("queries are planned, not answered"),
+            Command::Set { name, value, local } => {
+                if *local {
+                    match transaction.as_mut() {
+                        // Outside a block, PostgreSQL warns and does nothing.
+                        None => return Ok(Answer::Tag(Response::Execution(Tag::new("SET")))),
+                        Some(block) => block.local.push(name.clone()),
+                    }
+                }
+                let report = match value {
+                    Some(value) => settings.set(name, value)?,
+                    None => settings.reset(name)?,
+                };
+                reports.extend(report);
+                Response::Execution(Tag::new("SET"))
+            }
+            Command::Reset(Some(name)) => {
+                reports.extend(settings.reset(name)?);
+                Response::Execution(Tag::new("RESET"))
+            }
+            Command::Reset(None) => {
+                reports.extend(settings.reset_all());
+                Response::Execution(Tag::new("RESET"))
+            }
+            Command::Show(name) => return Ok(Answer::Show(show(&settings, name)?)),
+            Command::Begin => {
+                if transaction.is_none() {
+                    *transaction = Some(Transaction {
+                        settings_at_begin: settings.clone(),
+                        local: Vec::new(),
+                    });
+                }
+                Response::TransactionStart(Tag::new("BEGIN"))
+            }
+            Command::Commit => {
+                if let Some(block) = transaction.take() {
+                    for name in &block.local {
+                        settings.restore(name, &block.settings_at_begin);
+                    }
+                }
+                Response::TransactionEnd(Tag::new("COMMIT"))
+            }
+            Command::Rollback => {
+                if let Some(block) = transaction.take() {
+                    *settings = block.settings_at_begin;
+                }
+                Response::TransactionEnd(Tag::new("ROLLBACK"))
+            }
+            Command::Discard => {
+                reports.extend(settings.reset_all());
+                *transaction = None;
+                Response::Execution(Tag::new("DISCARD ALL"))
+            }
+            Command::Accepted(tag) => Response::Execution(Tag::new(tag)),
+        };
+        self.connection
+            .set_idle_timeout(settings.idle_session_timeout());
+        Ok(Answer::Reported(response, reports))
+    }
+
+    /// What stops the next statement.
+    async fn stop<C: ClientInfo>(&self, client: &C, settings: &Settings, own_cancel: bool) -> Stop {
+        // pgwire's own paths (row-limited Execute) listen to CancelRequests themselves; taking
+        // the request here as well would make theirs look canceled.
+        let cancel = match own_cancel {
+            true => match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+                Some(handle) => Some(handle.start_query().await),
+                None => None,
+            },
+            false => None,
+        };
+        self.connection.stop(cancel, settings.statement_timeout())
+    }
+}
+
+/// `SET`, `RESET` and `SHOW` of DataFusion's own options (`datafusion.*`) go to the session's
+/// DataFusion configuration.
+fn datafusion_option(
+    session: &QuerySession,
+    command: &Command,
+) -> Result<Option<Answer>, GatewayError> {
+    let tag = |tag| Ok(Some(Answer::Tag(Response::Execution(Tag::new(tag)))));
+    match command {
+        Command::Set { name, value, .. } if QuerySession::is_datafusion_option(name) => {
+            session.set_datafusion_option(name, value.as_deref())?;
+            tag("SET")
+        }
+        Command::Reset(Some(name)) if QuerySession::is_datafusion_option(name) => {
+            session.set_datafusion_option(name, None)?;
+            tag("RESET")
+        }
+        Command::Show(name) if QuerySession::is_datafusion_option(name) => {
+            let value = session.datafusion_option(name)?;
+            Ok(Some(Answer::Show(show_rows(
+                &[(name.clone(), value)],
+                false,
+            )?)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// What a session statement answers.
+enum Answer {
+    /// A command tag, with the parameters whose new values the client must be told.
+    Reported(Response, Vec<(String, String)>),
+    /// Plain tag.
+    Tag(Response),
+    /// The rows of a `SHOW`.
+    Show(QueryResponse),
+}
+
+/// `SHOW name` and `SHOW ALL`, as PostgreSQL answers them.
+fn show(settings: &Settings, name: &str) -> Result<QueryResponse, GatewayError> {
+    let lower = name.to_ascii_lowercase();
+    let rows: Vec<(String, String)> = match lower.as_str() {
+        "all" => settings
+            .all()
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+        _ => {
+            let parameter = match lower.as_str() {
+                "transaction isolation level" => "transaction_isolation",
+                "time zone" => "timezone",
+                "session authorization" => "session_authorization",
+                other => other,
+            };
+            vec![(parameter.to_owned(), settings.get(parameter)?)]
+        }
+    };
+    show_rows(&rows, lower == "all")
+}
+
+/// The answer to a SHOW: one column named after the parameter, or `name` and `setting`
+/// columns for `SHOW ALL`.
+fn show_rows(rows: &[(String, String)], all: bool) -> Result<QueryResponse, GatewayError> {
+    let text =
+        |name: &str| FieldInfo::new(name.to_owned(), None, None, Type::TEXT, FieldFormat::Text);
+    let fields = Arc::new(if all {
+        vec![text("name"), text("setting")]
+    } else {
+        vec![text(&rows[0].0)]
+    });
+    let mut encoded = Vec::with_capacity(rows.len());
+    for (name, value) in rows {
+        let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
+        if all {
+            encoder
+                .encode_field(&Some(name.as_str()))
+                .map_err(|e| GatewayError::Wire(e.to_string()))?;
+        }
+        encoder
+            .encode_field(&Some(value.as_str()))
+            .map_err(|e| GatewayError::Wire(e.to_string()))?;
+        encoded.push(Ok(encoder.take_row()));
+    }
+    Ok(QueryResponse::new(fields, stream::iter(encoded)))
 }
 
 impl Session {
     /// A session that has not run anything yet.
-    pub fn new(engine: Engine) -> Self {
+    pub fn new(engine: Engine, connection: Arc<Connection>) -> Self {
         let core = Arc::new(Core {
             engine,
-            context: OnceLock::new(),
+            connection,
+            session: Mutex::new(None),
+            transaction: Mutex::new(None),
         });
         Self {
             parser: Arc::new(Parser {
@@ -69,9 +282,138 @@ impl Session {
         }
     }
 
-    fn context<C: ClientInfo>(&self, client: &C) -> &SessionContext {
-        self.core.context(client)
+    /// Runs one statement, returning its response (a result's rows are still to be streamed).
+    async fn run<C>(
+        &self,
+        client: &mut C,
+        session: &QuerySession,
+        statement: Statement,
+        format: &Format,
+        stop: Stop,
+    ) -> Result<Response, GatewayError>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error
+            && !matches!(
+                statement,
+                Statement::Answered(Command::Rollback | Command::Commit)
+            )
+        {
+            return Err(GatewayError::AbortedTransaction);
+        }
+        let plan = match statement {
+            Statement::Answered(command) => {
+                return match self.core.answer(session, &command)? {
+                    Answer::Tag(response) => Ok(response),
+                    Answer::Show(rows) => Ok(Response::Query(rows)),
+                    Answer::Reported(response, reports) => {
+                        for (name, value) in reports {
+                            let status = ParameterStatus::new(name, value);
+                            client
+                                .feed(PgWireBackendMessage::ParameterStatus(status))
+                                .await
+                                .map_err(|e| {
+                                    GatewayError::Wire(PgWireError::from(e).to_string())
+                                })?;
+                        }
+                        Ok(response)
+                    }
+                };
+            }
+            Statement::Planned(plan) => plan,
+        };
+        let settings = self.core.settings(session);
+        let options = Arc::new(settings.format_options());
+        respond(
+            session,
+            plan,
+            format,
+            options,
+            stop,
+            self.core.engine.max_result_rows(),
+        )
+        .await
     }
+}
+
+/// A statement ready to run.
+enum Statement {
+    Answered(Command),
+    Planned(LogicalPlan),
+}
+
+impl Statement {
+    async fn prepare(session: &QuerySession, command: Command) -> Result<Self, GatewayError> {
+        Ok(match command {
+            Command::Query(statement) => {
+                Self::Planned(engine::plan(&session.ctx, *statement).await?)
+            }
+            other => Self::Answered(other),
+        })
+    }
+}
+
+/// Runs `plan` under `stop` and turns its batches into a stream of DataRows, encoded as the
+/// client asked.
+async fn respond(
+    session: &QuerySession,
+    plan: LogicalPlan,
+    format: &Format,
+    options: Arc<FormatOptions>,
+    mut stop: Stop,
+    max_rows: Option<u64>,
+) -> Result<Response, GatewayError> {
+    let fields = Arc::new(
+        arrow_schema_to_pg_fields(plan.schema().as_arrow(), format, Some(options))
+            .map_err(|e| GatewayError::Wire(e.to_string()))?,
+    );
+    let batches = tokio::select! {
+        biased;
+        reason = &mut stop => return Err(GatewayError::Canceled(reason)),
+        batches = engine::execute(&session.ctx, plan) => batches?,
+    };
+    let batches = guarded(batches, stop, max_rows);
+    let encoder_fields = Arc::clone(&fields);
+    // One batch is encoded at a time, as the client consumes rows: results are never held whole.
+    let rows = batches
+        .map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match batch {
+                Ok(batch) => encode_recordbatch(Arc::clone(&encoder_fields), batch),
+                Err(e) => Box::new(std::iter::once(Err(e.into()))),
+            };
+            stream::iter(rows)
+        })
+        .flatten();
+    Ok(Response::Query(QueryResponse::new(fields, rows)))
+}
+
+/// `batches`, until `stop` resolves or more than `max_rows` rows came. Stopping drops the
+/// DataFusion stream at once, which cancels the statements its scans run in the stores.
+fn guarded(
+    batches: datafusion::execution::SendableRecordBatchStream,
+    stop: Stop,
+    max_rows: Option<u64>,
+) -> BoxStream<'static, Result<RecordBatch, GatewayError>> {
+    stream::unfold(Some((batches, stop, 0u64)), move |state| async move {
+        let (mut batches, mut stop, rows) = state?;
+        tokio::select! {
+            biased;
+            reason = &mut stop => Some((Err(GatewayError::Canceled(reason)), None)),
+            next = batches.next() => match next? {
+                Err(error) => Some((Err(error.into()), None)),
+                Ok(batch) => {
+                    let rows = rows + batch.num_rows() as u64;
+                    match max_rows {
+                        Some(max) if rows > max => Some((Err(GatewayError::TooManyRows(max)), None)),
+                        _ => Some((Ok(batch), Some((batches, stop, rows)))),
+                    }
+                }
+            },
+        }
+    })
+    .boxed()
 }
 
 /// Plans prepared statements (Parse) and describes them (Describe).
@@ -79,10 +421,20 @@ pub struct Parser {
     core: Arc<Core>,
 }
 
-/// A prepared statement: its plan, with `$n` placeholders still in it.
+/// A prepared statement.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    plan: LogicalPlan,
+    command: PreparedCommand,
+    /// The parameter types the client declared in Parse.
+    client_types: Vec<Option<Type>>,
+}
+
+#[derive(Debug, Clone)]
+enum PreparedCommand {
+    /// A query's plan, with `$n` placeholders still in it.
+    Plan(LogicalPlan),
+    /// A statement the session answers.
+    Answered(Command),
 }
 
 #[async_trait]
@@ -93,37 +445,49 @@ impl QueryParser for Parser {
         &self,
         client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let ctx = self.core.context(client);
-        let mut statements = engine::parse(sql)?;
-        let statement = match statements.len() {
+        let session = self.core.session(client)?;
+        let mut commands = self.core.engine.parse(sql)?;
+        let command = match commands.len() {
             0 => return Ok(None),
-            1 => statements.remove(0),
+            1 => commands.remove(0),
             n => {
-                return Err(PgWireError::UserError(Box::new(
-                    pgwire::error::ErrorInfo::new(
-                        "ERROR".to_owned(),
-                        "42601".to_owned(),
-                        format!("cannot insert {n} commands into a prepared statement"),
-                    ),
-                )));
+                return Err(GatewayError::Syntax(format!(
+                    "cannot insert {n} commands into a prepared statement"
+                ))
+                .into());
             }
         };
-        let plan = engine::plan(ctx, statement).await?;
-        Ok(Some(Prepared { plan }))
+        let command = match Statement::prepare(&session, command).await? {
+            Statement::Planned(plan) => PreparedCommand::Plan(plan),
+            Statement::Answered(command) => PreparedCommand::Answered(command),
+        };
+        Ok(Some(Prepared {
+            command,
+            client_types: types.to_vec(),
+        }))
     }
 
     fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
-        parameter_types(&statement.plan)?
+        let PreparedCommand::Plan(plan) = &statement.command else {
+            return Ok(Vec::new());
+        };
+        parameter_types(plan)?
             .iter()
-            .map(|t| match t {
-                Some(t) => into_pg_type(t),
-                None => Ok(Type::UNKNOWN),
-            })
+            .enumerate()
+            .map(
+                |(i, t)| match (statement.client_types.get(i).cloned().flatten(), t) {
+                    (Some(declared), _) if declared != Type::UNKNOWN => Ok(declared),
+                    (_, Some(t)) => into_pg_type(t),
+                    // Neither declared nor inferred: the client sends text, as for PostgreSQL's
+                    // `unknown`.
+                    (_, None) => Ok(Type::TEXT),
+                },
+            )
             .collect()
     }
 
@@ -132,11 +496,31 @@ impl QueryParser for Parser {
         statement: &Prepared,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        arrow_schema_to_pg_fields(
-            statement.plan.schema().as_arrow(),
-            column_format.unwrap_or(&Format::UnifiedText),
-            None,
-        )
+        match &statement.command {
+            PreparedCommand::Plan(plan) => arrow_schema_to_pg_fields(
+                plan.schema().as_arrow(),
+                column_format.unwrap_or(&Format::UnifiedText),
+                None,
+            ),
+            PreparedCommand::Answered(Command::Show(name)) => {
+                let name = if name.eq_ignore_ascii_case("all") {
+                    return Ok(vec![
+                        FieldInfo::new("name".into(), None, None, Type::TEXT, FieldFormat::Text),
+                        FieldInfo::new("setting".into(), None, None, Type::TEXT, FieldFormat::Text),
+                    ]);
+                } else {
+                    name.to_ascii_lowercase()
+                };
+                Ok(vec![FieldInfo::new(
+                    name,
+                    None,
+                    None,
+                    Type::TEXT,
+                    FieldFormat::Text,
+                )])
+            }
+            PreparedCommand::Answered(_) => Ok(Vec::new()),
+        }
     }
 }
 
@@ -151,72 +535,108 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, GatewayE
     Ok(types.into_iter().map(|(_, t)| t).collect())
 }
 
-/// Runs `plan` and turns its batches into a stream of DataRows, encoded as the client asked.
-async fn respond(
-    ctx: &SessionContext,
-    plan: LogicalPlan,
-    format: &Format,
-    options: Arc<FormatOptions>,
-) -> Result<Response, PgWireError> {
-    if !plan_returns_rows(&plan) {
-        let tag = statement_tag(&plan);
-        engine::execute(ctx, plan).await?;
-        return Ok(Response::Execution(Tag::new(&tag)));
-    }
-    let fields = Arc::new(arrow_schema_to_pg_fields(
-        plan.schema().as_arrow(),
-        format,
-        Some(options),
-    )?);
-    let batches = engine::execute(ctx, plan).await?;
-    let encoder_fields = Arc::clone(&fields);
-    // One batch is encoded at a time, as the client consumes rows: results are never held whole.
-    let rows = batches
-        .map(move |batch| {
-            let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match batch {
-                Ok(batch) => encode_recordbatch(Arc::clone(&encoder_fields), batch),
-                Err(e) => Box::new(std::iter::once(Err(GatewayError::from(e).into()))),
-            };
-            stream::iter(rows)
-        })
-        .flatten();
-    Ok(Response::Query(QueryResponse::new(fields, rows)))
-}
-
-/// Statements such as `SET` produce no relation and answer with a command tag.
-fn plan_returns_rows(plan: &LogicalPlan) -> bool {
-    !matches!(plan, LogicalPlan::Statement(_))
-}
-
-/// The command tag PostgreSQL answers a statement with.
-fn statement_tag(plan: &LogicalPlan) -> String {
-    use datafusion::logical_expr::Statement;
-    match plan {
-        LogicalPlan::Statement(Statement::SetVariable(_)) => "SET".to_owned(),
-        LogicalPlan::Statement(Statement::ResetVariable(_)) => "RESET".to_owned(),
-        LogicalPlan::Statement(statement) => statement.name().to_ascii_uppercase(),
-        _ => "SELECT".to_owned(),
-    }
-}
-
 #[async_trait]
 impl SimpleQueryHandler for Session {
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let ctx = self.context(client).clone();
-        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        let mut responses = Vec::new();
-        for statement in engine::parse(query)? {
-            // A failing statement ends the batch; the ones before it have answered already.
-            let plan = engine::plan(&ctx, statement).await?;
-            responses.push(respond(&ctx, plan, &Format::UnifiedText, Arc::clone(&options)).await?);
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
         }
-        Ok(responses)
+        let _running = self.core.connection.begin_statement();
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let outcome = self.run_simple(client, &query.query).await;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        outcome?;
+        let status = client.transaction_status();
+        send_ready_for_query(client, status).await
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Err(PgWireError::ApiError(
+            "simple queries are run by on_query".into(),
+        ))
+    }
+}
+
+impl Session {
+    /// The simple query protocol: each statement in turn, each result streamed.
+    async fn run_simple<C>(&self, client: &mut C, sql: &str) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.core.session(client)?;
+        let commands = self.core.engine.parse(sql)?;
+        if commands.is_empty() {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+            return Ok(());
+        }
+        for command in commands {
+            // Each statement has its own timeout, read after the statements before it ran
+            // (they may have SET it). A failure ends the batch.
+            let settings = self.core.settings(&session);
+            let mut stop = self.core.stop(client, &settings, true).await;
+            let statement = tokio::select! {
+                biased;
+                reason = &mut stop => return Err(GatewayError::Canceled(reason).into()),
+                statement = Statement::prepare(&session, command) => statement?,
+            };
+            let response = self
+                .run(client, &session, statement, &Format::UnifiedText, stop)
+                .await?;
+            send_response(client, response).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends one statement's response, streaming its rows; transaction status follows
+/// BEGIN/COMMIT.
+async fn send_response<C>(client: &mut C, response: Response) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    match response {
+        Response::Query(rows) => send_query_response(client, rows, true).await,
+        Response::Execution(tag) => send_execution_response(client, tag).await,
+        Response::TransactionStart(tag) => {
+            send_execution_response(client, tag).await?;
+            let status = client.transaction_status().to_in_transaction_state();
+            client.set_transaction_status(status);
+            Ok(())
+        }
+        Response::TransactionEnd(tag) => {
+            send_execution_response(client, tag).await?;
+            client.set_transaction_status(TransactionStatus::Idle);
+            Ok(())
+        }
+        Response::EmptyQuery => {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+            Ok(())
+        }
+        _ => Err(PgWireError::ApiError("unexpected response".into())),
     }
 }
 
@@ -236,6 +656,7 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _running = self.core.connection.begin_statement();
         // pgwire collects a portal's rows into memory before sending them. With a row limit
         // (`max_rows`) that is bounded and its suspend/resume logic is needed; without one,
         // rows are streamed here instead, so that a large result never sits in memory whole.
@@ -270,21 +691,49 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let ctx = self.context(client).clone();
-        let plan = &portal.statement.statement.plan;
-        let types = parameter_types(plan)?;
-        let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
-        let values = deserialize_parameters(portal, &type_refs)?;
-        let bound = plan
-            .clone()
-            .replace_params_with_values(&values)
-            .map_err(GatewayError::from)?;
-        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        respond(&ctx, bound, &portal.result_column_format, options).await
+        self.execute_portal(client, portal, false).await
     }
 }
 
 impl Session {
+    /// Binds a portal's parameters and runs it.
+    async fn execute_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        own_cancel: bool,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.core.session(client)?;
+        let settings = self.core.settings(&session);
+        let stop = self.core.stop(client, &settings, own_cancel).await;
+        let statement = match &portal.statement.statement.command {
+            PreparedCommand::Answered(command) => Statement::Answered(command.clone()),
+            PreparedCommand::Plan(plan) => {
+                let types = parameter_types(plan)?;
+                let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
+                let values = deserialize_parameters(portal, &type_refs)?;
+                let bound = plan
+                    .clone()
+                    .replace_params_with_values(&values)
+                    .map_err(GatewayError::from)?;
+                Statement::Planned(bound)
+            }
+        };
+        Ok(self
+            .run(
+                client,
+                &session,
+                statement,
+                &portal.result_column_format,
+                stop,
+            )
+            .await?)
+    }
+
     /// Executes a portal with no row limit, sending rows as they are produced.
     async fn execute_streaming<C>(
         &self,
@@ -297,7 +746,7 @@ impl Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match ExtendedQueryHandler::do_query(self, client, portal, 0).await? {
+        match self.execute_portal(client, portal, true).await? {
             Response::Query(mut response) => {
                 let tag = response.command_tag().to_owned();
                 let rows = response.data_rows();
@@ -315,19 +764,7 @@ impl Session {
                     .start(QueryResponse::new(Arc::new(Vec::new()), stream::empty()))
                     .await;
             }
-            Response::Execution(tag) => send_execution_response(client, tag).await?,
-            Response::EmptyQuery => {
-                client
-                    .send(PgWireBackendMessage::EmptyQueryResponse(
-                        EmptyQueryResponse::new(),
-                    ))
-                    .await?;
-            }
-            _ => {
-                return Err(PgWireError::ApiError(
-                    "unexpected response to an extended query".into(),
-                ));
-            }
+            other => send_response(client, other).await?,
         }
         Ok(())
     }

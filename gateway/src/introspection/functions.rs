@@ -1,0 +1,333 @@
+//! The PostgreSQL functions clients call at start-up and while browsing: `version()`,
+//! `current_setting()`, `set_config()`, `current_schema()`, `obj_description()`, ...
+//!
+//! Those that only need the catalog come from `datafusion-pg-catalog`; those that read the
+//! session (its settings, user and search path) are defined here.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListBuilder, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::{ScalarValue, exec_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::{
+    array_bounds_udf, create_current_database_udf, create_pg_backend_pid_udf,
+    create_pg_encoding_to_char_udf, create_pg_get_constraintdef,
+    create_pg_get_partition_ancestors_udf, create_pg_get_partkeydef_udf,
+    create_pg_get_statisticsobjdef_columns_udf, create_pg_get_userbyid_udf,
+    create_pg_relation_is_publishable_udf, create_pg_relation_size_udf,
+    create_pg_stat_get_numscans, create_pg_table_is_visible, create_pg_total_relation_size_udf,
+    format_type, generate_series_arg_coercion, has_privilege_udf, oid_type_planner,
+    pg_get_expr_udf, quote_ident_udf,
+};
+
+use super::{SessionInfo, StaticTables};
+use crate::settings::{SERVER_VERSION, SettingError};
+
+/// Registers every function and type name a session's clients may call.
+pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc<SessionInfo>) {
+    for udf in [
+        create_current_database_udf(&session.database),
+        create_pg_get_userbyid_udf(),
+        has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
+        create_pg_table_is_visible(),
+        format_type::create_format_type_udf(),
+        pg_get_expr_udf::create_pg_get_expr_udf(),
+        create_pg_get_partkeydef_udf(),
+        create_pg_relation_is_publishable_udf(),
+        create_pg_get_statisticsobjdef_columns_udf(),
+        create_pg_encoding_to_char_udf(),
+        create_pg_backend_pid_udf(),
+        create_pg_relation_size_udf(),
+        create_pg_total_relation_size_udf(),
+        create_pg_stat_get_numscans(),
+        create_pg_get_constraintdef(),
+        create_pg_get_partition_ancestors_udf(),
+        quote_ident_udf::create_quote_ident_udf(),
+        quote_ident_udf::create_parse_ident_udf(),
+        array_bounds_udf::create_array_upper_udf(),
+        array_bounds_udf::create_array_lower_udf(),
+    ] {
+        ctx.register_udf(udf);
+    }
+    ctx.register_udtf(
+        "pg_get_keywords",
+        Arc::clone(&static_tables.0.pg_get_keywords) as _,
+    );
+    for function in session_functions(&session) {
+        ctx.register_udf(ScalarUDF::new_from_impl(function));
+    }
+    // `regclass`, `regtype`, `oid` and the other oid aliases as type names in casts.
+    let state = ctx.state_ref();
+    let with_types =
+        datafusion::execution::SessionStateBuilder::new_from_existing(state.read().clone())
+            .with_type_planner(Arc::new(oid_type_planner::PgOidTypePlanner))
+            .build();
+    *state.write() = with_types;
+    // generate_series over int4 bounds, as psql's queries write it.
+    generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
+}
+
+type Body = dyn Fn(&[ColumnarValue], usize) -> Result<ColumnarValue> + Send + Sync;
+
+/// A function whose result depends on the session.
+struct SessionFunction {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    body: Arc<Body>,
+}
+
+impl std::fmt::Debug for SessionFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionFunction")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl PartialEq for SessionFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.body, &other.body)
+    }
+}
+
+impl Eq for SessionFunction {}
+
+impl Hash for SessionFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SessionFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        (self.body)(&args.args, args.number_rows)
+    }
+}
+
+fn function(
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    body: impl Fn(&[ColumnarValue], usize) -> Result<ColumnarValue> + Send + Sync + 'static,
+) -> SessionFunction {
+    SessionFunction {
+        name,
+        signature,
+        returns,
+        body: Arc::new(body),
+    }
+}
+
+fn text(value: Option<String>) -> ColumnarValue {
+    ColumnarValue::Scalar(ScalarValue::Utf8(value))
+}
+
+fn text_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// The first argument as text, one value per row.
+fn texts(args: &[ColumnarValue], rows: usize) -> Result<Vec<Option<String>>> {
+    let Some(first) = args.first() else {
+        return exec_err!("missing argument");
+    };
+    let array = first.to_array(rows)?;
+    let array = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+    let strings = array.as_string::<i32>();
+    Ok((0..rows)
+        .map(|i| strings.is_valid(i).then(|| strings.value(i).to_owned()))
+        .collect())
+}
+
+fn bool_arg(args: &[ColumnarValue], index: usize) -> bool {
+    match args.get(index) {
+        Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(b)))) => *b,
+        Some(ColumnarValue::Array(array)) => array
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .is_some_and(|a| !a.is_empty() && a.is_valid(0) && a.value(0)),
+        _ => false,
+    }
+}
+
+fn setting_error(error: SettingError) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(crate::errors::GatewayError::from(error)))
+}
+
+fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
+    let version = format!(
+        "PostgreSQL {SERVER_VERSION} on {}-{}, a read-only federated SQL gateway, 64-bit",
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    );
+    let user = session.user.clone();
+    let session_user = session.user.clone();
+    let settings_for_get = Arc::clone(session);
+    let settings_for_set = Arc::clone(session);
+    let schema_session = Arc::clone(session);
+    let schemas_session = Arc::clone(session);
+    let nothing = |name| {
+        function(
+            name,
+            Signature::variadic_any(Volatility::Stable),
+            DataType::Utf8,
+            |_, _| Ok(text(None)),
+        )
+    };
+    vec![
+        function(
+            "version",
+            Signature::exact(vec![], Volatility::Stable),
+            DataType::Utf8,
+            move |_, _| Ok(text(Some(version.clone()))),
+        ),
+        function(
+            "current_user",
+            Signature::exact(vec![], Volatility::Stable),
+            DataType::Utf8,
+            move |_, _| Ok(text(Some(user.clone()))),
+        ),
+        function(
+            "session_user",
+            Signature::exact(vec![], Volatility::Stable),
+            DataType::Utf8,
+            move |_, _| Ok(text(Some(session_user.clone()))),
+        ),
+        function(
+            "current_setting",
+            Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Utf8]),
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+                ],
+                Volatility::Stable,
+            ),
+            DataType::Utf8,
+            move |args, rows| {
+                let missing_ok = bool_arg(args, 1);
+                let settings = settings_for_get.settings();
+                let mut values = StringBuilder::new();
+                for name in texts(args, rows)? {
+                    match name.map(|name| settings.get(&name)) {
+                        Some(Ok(value)) => values.append_value(value),
+                        Some(Err(SettingError::Unknown(_))) if missing_ok => values.append_null(),
+                        Some(Err(error)) => return Err(setting_error(error)),
+                        None => values.append_null(),
+                    }
+                }
+                Ok(ColumnarValue::Array(Arc::new(values.finish())))
+            },
+        ),
+        function(
+            "set_config",
+            Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+                Volatility::Volatile,
+            ),
+            DataType::Utf8,
+            move |args, rows| {
+                let names = texts(args, rows)?;
+                let values = texts(&args[1..], rows)?;
+                let mut settings = settings_for_set
+                    .settings
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut out = StringBuilder::new();
+                for (name, value) in names.into_iter().zip(values) {
+                    let (Some(name), Some(value)) = (name, value) else {
+                        out.append_null();
+                        continue;
+                    };
+                    settings.set(&name, &value).map_err(setting_error)?;
+                    out.append_value(settings.get(&name).map_err(setting_error)?);
+                }
+                Ok(ColumnarValue::Array(Arc::new(out.finish())))
+            },
+        ),
+        function(
+            "current_schema",
+            Signature::exact(vec![], Volatility::Stable),
+            DataType::Utf8,
+            move |_, _| Ok(text(schema_session.current_schemas().into_iter().next())),
+        ),
+        function(
+            "current_schemas",
+            Signature::exact(vec![DataType::Boolean], Volatility::Stable),
+            text_list(),
+            move |args, rows| {
+                let implicit = bool_arg(args, 0);
+                let mut schemas = schemas_session.current_schemas();
+                if implicit {
+                    schemas.insert(0, super::PG_CATALOG.to_owned());
+                }
+                let mut list = ListBuilder::new(StringBuilder::new());
+                for _ in 0..rows.max(1) {
+                    for schema in &schemas {
+                        list.values().append_value(schema);
+                    }
+                    list.append(true);
+                }
+                let array: ArrayRef = Arc::new(list.finish());
+                Ok(ColumnarValue::Array(array))
+            },
+        ),
+        function(
+            "pg_is_in_recovery",
+            Signature::exact(vec![], Volatility::Stable),
+            DataType::Boolean,
+            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false)))),
+        ),
+        nothing("obj_description"),
+        nothing("col_description"),
+        nothing("shobj_description"),
+        nothing("pg_get_viewdef"),
+        nothing("pg_get_indexdef"),
+        nothing("pg_get_triggerdef"),
+        nothing("pg_get_serial_sequence"),
+        nothing("pg_get_function_arguments"),
+        nothing("pg_get_function_identity_arguments"),
+        function(
+            "pg_get_function_result",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::Utf8,
+            |_, _| Ok(text(None)),
+        ),
+        function(
+            "pg_function_is_visible",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::Boolean,
+            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))),
+        ),
+        function(
+            "pg_type_is_visible",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::Boolean,
+            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))),
+        ),
+    ]
+}
