@@ -40,7 +40,7 @@ pub struct Measure {
 /// Scans a whole relation through a connector on one cursor (one partition), expecting
 /// `documents` rows.
 pub async fn scan(engine: &Engine, sql: &str, documents: i64) -> anyhow::Result<Measure> {
-    let ctx = engine.session("polygate");
+    let ctx = engine.default_session("polygate")?.ctx;
     ctx.sql("SET datafusion.execution.target_partitions = 1")
         .await?
         .collect()
@@ -65,7 +65,13 @@ pub async fn scan(engine: &Engine, sql: &str, documents: i64) -> anyhow::Result<
 /// Runs `sql`, expecting `rows` rows.
 pub async fn query(engine: &Engine, sql: &str, rows: usize) -> anyhow::Result<Measure> {
     let (start, cpu) = (Instant::now(), cpu_time());
-    let batches = engine.session("polygate").sql(sql).await?.collect().await?;
+    let batches = engine
+        .default_session("polygate")?
+        .ctx
+        .sql(sql)
+        .await?
+        .collect()
+        .await?;
     let seen: usize = batches.iter().map(|b| b.num_rows()).sum();
     if seen != rows {
         bail!("{sql}: {seen} rows, expected {rows}");
@@ -133,7 +139,7 @@ pub fn report(
 
 /// The physical plan of `sql` in a new session.
 pub async fn explain(engine: &Engine, sql: &str) -> anyhow::Result<String> {
-    explain_in(&engine.session("polygate"), sql).await
+    explain_in(&engine.default_session("polygate")?.ctx, sql).await
 }
 
 /// The physical plan of `sql` in the session `ctx`.

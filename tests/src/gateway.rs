@@ -21,7 +21,7 @@ impl TestGateway {
     pub async fn start(catalog: &Path) -> anyhow::Result<Self> {
         let catalog = Catalog::load(catalog).await?;
         let server =
-            Server::start(Engine::new(Arc::clone(&catalog)), "127.0.0.1:0".parse()?).await?;
+            Server::start(Engine::new(Arc::clone(&catalog))?, "127.0.0.1:0".parse()?).await?;
         Ok(Self {
             catalog,
             server,
@@ -56,6 +56,11 @@ impl TestGateway {
             "host=127.0.0.1 port={} user=tester dbname={database}",
             self.port()
         )
+    }
+
+    /// Stops the gateway gracefully (see [`Server::shutdown`]).
+    pub async fn shutdown(self, grace: std::time::Duration) {
+        self.server.shutdown(grace).await;
     }
 
     /// A tokio-postgres client connected to database `polygate`.

@@ -102,7 +102,9 @@ async fn killed_client_and_limit_churn_leave_nothing_running() -> anyhow::Result
     // A statement that works long before its first row: dropping the scan's stream must
     // cancel it on the server (closing the connection alone would not be noticed before the
     // server next sends a row, here a minute later).
-    let ctx = polygate::engine::Engine::new(gateway.catalog.clone()).session("polygate");
+    let ctx = polygate::engine::Engine::new(gateway.catalog.clone())?
+        .default_session("polygate")?
+        .ctx;
     let mut stream = ctx
         .sql("SELECT x FROM pg.slow")
         .await?
@@ -157,6 +159,106 @@ async fn killed_client_and_limit_churn_leave_nothing_running() -> anyhow::Result
     assert!((1..=2).contains(&most), "{most} sessions for a pool of 2");
 
     drop(client);
+    drop(gateway);
+    database.drop_database().await?;
+    Ok(())
+}
+
+/// The three ways a client stops a statement through the gateway, each ending the remote
+/// statement within 5 s: a CancelRequest while rows stream (answered 57014), a CancelRequest
+/// before the first row, and a client that disconnects while the store is still working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_requests_and_disconnects_end_remote_statements() -> anyhow::Result<()> {
+    let Some(admin_url) = backends::require(Backend::Postgres, "cancel_requests") else {
+        return Ok(());
+    };
+    let database = PgDatabase::create(&admin_url, "cancel_requests").await?;
+    database
+        .client()
+        .await?
+        .batch_execute(
+            "CREATE TABLE big AS SELECT i, md5(i::text) AS s FROM generate_series(1, 1000000) AS i;
+             CREATE VIEW slow AS SELECT pg_sleep(60)::text AS x;",
+        )
+        .await?;
+    let name: String = database
+        .client()
+        .await?
+        .query_one("SELECT current_database()", &[])
+        .await?
+        .get(0);
+    let admin = backends::connect(&admin_url).await?;
+    let gateway = TestGateway::with_catalog(&format!(
+        "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npool_size = 2\n",
+        database.url
+    ))
+    .await?;
+
+    // CancelRequest while rows are streaming.
+    let client = gateway.connect().await?;
+    let rows = client
+        .query_raw("SELECT i, s FROM pg.big", std::iter::empty::<i64>())
+        .await?;
+    futures::pin_mut!(rows);
+    for _ in 0..10 {
+        rows.next().await.expect("a row")?;
+    }
+    client
+        .cancel_token()
+        .cancel_query(tokio_postgres::NoTls)
+        .await?;
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(10), rows.next()).await? {
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => break error,
+            None => anyhow::bail!("the canceled scan ran to its end"),
+        }
+    };
+    assert_eq!(
+        error.code().map(|c| c.code()),
+        Some("57014"),
+        "{}",
+        backends::server_message(&error)
+    );
+    let gone = until_zero(Duration::from_secs(5), || running(&admin, &name)).await?;
+    eprintln!("streaming statement gone {gone:?} after the CancelRequest");
+    // The session goes on.
+    let one: i64 = client.query_one("SELECT 1", &[]).await?.get(0);
+    assert_eq!(one, 1);
+
+    // CancelRequest while the store works before its first row.
+    let token = client.cancel_token();
+    let canceler = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let error = client
+        .simple_query("SELECT x FROM pg.slow")
+        .await
+        .expect_err("canceled");
+    canceler.await??;
+    assert_eq!(error.code().map(|c| c.code()), Some("57014"));
+    until_zero(Duration::from_secs(5), || running(&admin, &name)).await?;
+
+    // A client that goes away while the store works: the gateway notices without a row to
+    // send, and cancels.
+    let (client, connection) =
+        tokio_postgres::connect(&gateway.url("polygate"), tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let query = tokio::spawn(async move { client.simple_query("SELECT x FROM pg.slow").await });
+    let started = Instant::now();
+    while running(&admin, &name).await? == 0 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sleep never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    connection.abort();
+    query.abort();
+    let gone = until_zero(Duration::from_secs(5), || running(&admin, &name)).await?;
+    eprintln!("sleeping statement gone {gone:?} after its client disconnected");
+
     drop(gateway);
     database.drop_database().await?;
     Ok(())

@@ -49,11 +49,11 @@ async fn main() -> anyhow::Result<()> {
         ),
     )?;
     let catalog = Catalog::load(&catalog_path).await?;
-    let engine = Engine::new(Arc::clone(&catalog));
+    let engine = Engine::new(Arc::clone(&catalog))?;
 
     println!("documents: {documents}, runs per side: {runs}");
     let scan_sql = format!("SELECT * FROM e.{INDEX}");
-    let ctx = engine.session("polygate");
+    let ctx = engine.default_session("polygate")?.ctx;
     ctx.sql("SET datafusion.execution.target_partitions = 1")
         .await?
         .collect()

@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
         ),
     )?;
     let catalog = Catalog::load(&catalog_path).await?;
-    let engine = Engine::new(Arc::clone(&catalog));
+    let engine = Engine::new(Arc::clone(&catalog))?;
 
     println!("documents: {documents}, runs per side: {runs}");
     let scan_sql = format!("SELECT * FROM m.{COLLECTION}");

@@ -39,11 +39,12 @@ async fn main() -> anyhow::Result<()> {
         format!("[sources.pg]\nkind = \"postgres\"\nurl = \"{url}\"\n"),
     )?;
     let catalog = Catalog::load(&catalog_path).await?;
-    let engine = Engine::new(Arc::clone(&catalog));
+    let engine = Engine::new(Arc::clone(&catalog))?;
 
     println!("rows: {rows}, runs per side: {runs}");
     let explain = engine
-        .session("polygate")
+        .default_session("polygate")?
+        .ctx
         .sql(&format!("EXPLAIN SELECT * FROM pg.{TABLE}"))
         .await?
         .collect()
@@ -137,7 +138,7 @@ fn psql(url: &str, sql: &str) -> anyhow::Result<Duration> {
 /// Scans the whole table through the connector; the elapsed time.
 async fn scan(engine: &Engine, rows: i64) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let ctx = engine.session("polygate");
+    let ctx = engine.default_session("polygate")?.ctx;
     let mut stream = ctx
         .sql(&format!("SELECT * FROM pg.{TABLE}"))
         .await?
