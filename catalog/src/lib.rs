@@ -12,5 +12,8 @@ pub mod naming;
 mod provider;
 pub mod pushdown;
 
-pub use config::{CatalogConfig, CatalogError, ConfigError, GatewayConfig, SourceConfig};
+pub use config::{
+    AuthMethod, CatalogConfig, CatalogError, ConfigError, GatewayConfig, Secret, SourceConfig,
+    TlsFiles,
+};
 pub use live::{Catalog, ReloadSummary, SourceState, SourceStatus};

@@ -9,6 +9,7 @@
 mod document;
 mod error;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,6 +67,56 @@ pub struct GatewayConfig {
     pub max_result_rows: Option<u64>,
     /// On SIGTERM, how long running queries may go on before they are canceled.
     pub shutdown_grace: Duration,
+    /// How clients prove who they are; `None` when catalog.toml does not say (`polygate
+    /// serve` then refuses to start: serving without passwords must be asked for).
+    pub auth: Option<AuthMethod>,
+    /// `[gateway.users]`: each user's password or SCRAM-SHA-256 verifier, by user name.
+    pub users: BTreeMap<String, Secret>,
+    /// The server's certificate chain and key, for TLS.
+    pub tls: Option<TlsFiles>,
+    /// Refuse clients that do not use TLS.
+    pub tls_required: bool,
+}
+
+/// `[gateway] auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Every client is accepted as the user it names (PostgreSQL's `trust`).
+    Trust,
+    /// SCRAM-SHA-256 against `[gateway.users]`.
+    ScramSha256,
+}
+
+/// PEM files of the server's TLS identity, as absolute paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert_file: PathBuf,
+    /// The private key.
+    pub key_file: PathBuf,
+}
+
+/// A password or a password verifier: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Is it a SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`,
+    /// as in PostgreSQL's `pg_authid`), rather than a password?
+    pub fn is_scram_verifier(&self) -> bool {
+        self.0.starts_with("SCRAM-SHA-256$")
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// `max_connections` when catalog.toml does not say.
@@ -97,6 +148,11 @@ struct RawGateway {
     memory_limit_mb: Option<Spanned<u64>>,
     max_result_rows: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    auth: Option<Spanned<String>>,
+    users: Option<BTreeMap<String, Spanned<String>>>,
+    tls_cert_file: Option<Spanned<String>>,
+    tls_key_file: Option<Spanned<String>>,
+    tls_required: Option<bool>,
 }
 
 impl CatalogConfig {
@@ -123,7 +179,7 @@ impl CatalogConfig {
             .unwrap_or_else(|| PathBuf::from("."));
         for (key, value) in root.iter_mut() {
             match key.get_ref().as_ref() {
-                "gateway" => gateway = Some(parse_gateway(&document, value)?),
+                "gateway" => gateway = Some(parse_gateway(&document, &base_dir, value)?),
                 "sources" => {
                     let DeValue::Table(table) = value.get_mut() else {
                         return Err(document.error(value.span(), "sources", "must be a table"));
@@ -159,6 +215,10 @@ fn default_gateway() -> GatewayConfig {
         memory_limit: None,
         max_result_rows: None,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        auth: None,
+        users: BTreeMap::new(),
+        tls: None,
+        tls_required: false,
     }
 }
 
@@ -169,6 +229,7 @@ fn seconds(value: Option<u64>) -> Option<Duration> {
 
 fn parse_gateway(
     document: &Document,
+    base_dir: &Path,
     value: &Spanned<DeValue<'_>>,
 ) -> Result<GatewayConfig, ConfigError> {
     let raw: RawGateway = document.deserialize("gateway", value)?;
@@ -216,7 +277,101 @@ fn parse_gateway(
     if let Some(grace) = raw.shutdown_grace_secs {
         gateway.shutdown_grace = Duration::from_secs(grace);
     }
+    for (user, secret) in raw.users.unwrap_or_default() {
+        let secret_value = Secret(secret.get_ref().clone());
+        if secret_value.is_scram_verifier() && !is_scram_verifier_shape(secret.get_ref()) {
+            return Err(document.error(
+                secret.span(),
+                &format!("gateway.users.{user}"),
+                "not a SCRAM-SHA-256 verifier: expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>",
+            ));
+        }
+        if secret.get_ref().is_empty() {
+            return Err(document.error(
+                secret.span(),
+                &format!("gateway.users.{user}"),
+                "empty password",
+            ));
+        }
+        gateway.users.insert(user, secret_value);
+    }
+    if let Some(auth) = raw.auth {
+        gateway.auth = Some(match auth.get_ref().as_str() {
+            "trust" => AuthMethod::Trust,
+            "scram-sha-256" => {
+                if gateway.users.is_empty() {
+                    return Err(document.error(
+                        auth.span(),
+                        "gateway.auth",
+                        "scram-sha-256 needs at least one user in [gateway.users]",
+                    ));
+                }
+                AuthMethod::ScramSha256
+            }
+            other => {
+                return Err(document.error(
+                    auth.span(),
+                    "gateway.auth",
+                    format!("unknown method {other:?}, expected \"scram-sha-256\" or \"trust\""),
+                ));
+            }
+        });
+    }
+    match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let file = |value: &Spanned<String>, key: &str| {
+                let path = base_dir.join(value.get_ref());
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(document.error(
+                        value.span(),
+                        key,
+                        format!("no such file: {}", path.display()),
+                    ))
+                }
+            };
+            gateway.tls = Some(TlsFiles {
+                cert_file: file(&cert, "gateway.tls_cert_file")?,
+                key_file: file(&key, "gateway.tls_key_file")?,
+            });
+        }
+        (None, None) => {}
+        (Some(only), None) | (None, Some(only)) => {
+            return Err(document.error(
+                only.span(),
+                "gateway",
+                "tls_cert_file and tls_key_file go together",
+            ));
+        }
+    }
+    gateway.tls_required = raw.tls_required.unwrap_or(false);
+    if gateway.tls_required && gateway.tls.is_none() {
+        return Err(document.error(
+            value.span(),
+            "gateway.tls_required",
+            "needs tls_cert_file and tls_key_file",
+        ));
+    }
     Ok(gateway)
+}
+
+/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, the parts not decoded.
+fn is_scram_verifier_shape(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("SCRAM-SHA-256$") else {
+        return false;
+    };
+    let Some((iterations_salt, keys)) = rest.split_once('$') else {
+        return false;
+    };
+    let Some((iterations, salt)) = iterations_salt.split_once(':') else {
+        return false;
+    };
+    let Some((stored, server)) = keys.split_once(':') else {
+        return false;
+    };
+    iterations.parse::<u32>().is_ok_and(|n| n > 0)
+        && [salt, stored, server].iter().all(|part| !part.is_empty())
 }
 
 fn parse_source(

@@ -64,7 +64,8 @@ fn rejects_bad_input_with_file_line_and_key() {
             "[gateway]\nlisten = \"127.0.0.1:1\"\nport = 5\n",
             "3:1: gateway.port: unknown field `port`, expected one of `listen`, `max_connections`, \
              `statement_timeout_secs`, `idle_session_timeout_secs`, `memory_limit_mb`, \
-             `max_result_rows`, `shutdown_grace_secs`",
+             `max_result_rows`, `shutdown_grace_secs`, `auth`, `users`, `tls_cert_file`, \
+             `tls_key_file`, `tls_required`",
         ),
         (
             "[gateway]\nlisten = \"localhost\"\n",
@@ -135,4 +136,81 @@ fn fingerprint_ignores_layout_but_not_values() {
         .expect("valid");
     assert_eq!(a.sources[0].fingerprint, b.sources[0].fingerprint);
     assert_ne!(a.sources[0].fingerprint, c.sources[0].fingerprint);
+}
+
+#[test]
+fn gateway_limits_auth_and_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in ["server.crt", "server.key"] {
+        std::fs::write(dir.path().join(file), "pem").expect("write");
+    }
+    let text = r#"
+[gateway]
+max_connections = 20
+statement_timeout_secs = 30
+idle_session_timeout_secs = 0
+memory_limit_mb = 512
+max_result_rows = 1000
+shutdown_grace_secs = 5
+auth = "scram-sha-256"
+tls_cert_file = "server.crt"
+tls_key_file = "server.key"
+tls_required = true
+
+[gateway.users]
+alice = "wonderland"
+bob = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"
+"#;
+    let config = CatalogConfig::parse(&dir.path().join("catalog.toml"), text).expect("valid");
+    let gateway = &config.gateway;
+    assert_eq!(gateway.max_connections, 20);
+    assert_eq!(gateway.statement_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(gateway.idle_session_timeout, None);
+    assert_eq!(gateway.memory_limit, Some(512 << 20));
+    assert_eq!(gateway.max_result_rows, Some(1000));
+    assert_eq!(gateway.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(gateway.auth, Some(AuthMethod::ScramSha256));
+    assert!(gateway.tls_required);
+    assert_eq!(
+        gateway.tls.as_ref().map(|t| t.key_file.clone()),
+        Some(dir.path().join("server.key"))
+    );
+    assert!(!gateway.users["alice"].is_scram_verifier());
+    assert!(gateway.users["bob"].is_scram_verifier());
+    // Secrets never show in debug output.
+    assert!(!format!("{gateway:?}").contains("wonderland"));
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "[gateway]\nauth = \"md5\"\n",
+            "2:8: gateway.auth: unknown method \"md5\", expected \"scram-sha-256\" or \"trust\"",
+        ),
+        (
+            "[gateway]\nauth = \"scram-sha-256\"\n",
+            "2:8: gateway.auth: scram-sha-256 needs at least one user in [gateway.users]",
+        ),
+        (
+            "[gateway.users]\nbob = \"SCRAM-SHA-256$x\"\n",
+            "2:7: gateway.users.bob: not a SCRAM-SHA-256 verifier: expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>",
+        ),
+        (
+            "[gateway]\ntls_required = true\n",
+            "1:1: gateway.tls_required: needs tls_cert_file and tls_key_file",
+        ),
+        (
+            "[gateway]\ntls_cert_file = \"nope.crt\"\ntls_key_file = \"nope.key\"\n",
+            "2:17: gateway.tls_cert_file: no such file: /etc/polygate/nope.crt",
+        ),
+        (
+            "[gateway]\nmax_connections = 0\n",
+            "2:19: gateway.max_connections: must be at least 1",
+        ),
+        (
+            "[gateway]\nmemory_limit_mb = 0\n",
+            "2:19: gateway.memory_limit_mb: must be a positive number of megabytes",
+        ),
+    ];
+    for (text, expected) in cases {
+        check_error(text, expected);
+    }
 }
