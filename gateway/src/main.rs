@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 use polygate::engine::{self, DEFAULT_DATABASE, Engine};
 use polygate::errors::GatewayError;
 use polygate::output::{OutputFormat, write_results};
-use polygate::pg::Server;
+use polygate::pg::{Server, Verifier};
 use polygate::statement::Command as Statement;
-use polygate_catalog::{Catalog, CatalogConfig, SourceState};
+use polygate_catalog::{AuthMethod, Catalog, CatalogConfig, SourceState};
 
 /// The catalog served when polygate is started with no command: the demo of the repository.
 const DEMO_CATALOG: &str = "examples/demo/catalog.toml";
@@ -57,6 +57,9 @@ enum Command {
         #[arg(long, env = "POLYGATE_CATALOG", default_value = "catalog.toml")]
         catalog: PathBuf,
     },
+    /// Read a password on standard input and print its SCRAM-SHA-256 verifier, for
+    /// `[gateway.users]` (catalog.toml then holds no password).
+    Password,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
                 sql,
             }) => query(&catalog, format, &sql).await,
             Some(Command::Check { catalog }) => check(&catalog).await,
+            Some(Command::Password) => password(),
         }
     });
     match outcome {
@@ -113,7 +117,22 @@ async fn serve(catalog_path: &Path, listen: Option<SocketAddr>) -> anyhow::Resul
             tracing::warn!(source = %status.name, "source unavailable at start, retrying in the background: {error}");
         }
     }
-    let listen = listen.unwrap_or(catalog.config().gateway.listen);
+    let gateway = catalog.config().gateway.clone();
+    let auth = match gateway.auth {
+        Some(AuthMethod::Trust) => "no authentication: clients are trusted",
+        Some(AuthMethod::ScramSha256) => "SCRAM-SHA-256 authentication",
+        None => anyhow::bail!(
+            "{}: [gateway] auth is not set: set auth = \"scram-sha-256\" with users in \
+             [gateway.users], or auth = \"trust\" to let clients in without a password",
+            catalog_path.display()
+        ),
+    };
+    let tls = match (&gateway.tls, gateway.tls_required) {
+        (Some(_), true) => ", TLS required",
+        (Some(_), false) => ", TLS offered",
+        (None, _) => ", no TLS",
+    };
+    let listen = listen.unwrap_or(gateway.listen);
     let _watch = polygate::reload::watch(catalog.clone())
         .with_context(|| format!("cannot watch {}", catalog_path.display()))?;
     let grace = catalog.config().gateway.shutdown_grace;
@@ -121,7 +140,7 @@ async fn serve(catalog_path: &Path, listen: Option<SocketAddr>) -> anyhow::Resul
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(
-        "polygate is serving {} on {} (no authentication: clients are trusted); try: psql -h {} -p {}",
+        "polygate is serving {} on {} ({auth}{tls}); try: psql -h {} -p {}",
         catalog_path.display(),
         server.local_addr(),
         server.local_addr().ip(),
@@ -165,6 +184,17 @@ async fn query(catalog_path: &Path, format: OutputFormat, sql: &str) -> anyhow::
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn password() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    println!("{}", Verifier::from_password(password));
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn check(catalog_path: &Path) -> anyhow::Result<ExitCode> {

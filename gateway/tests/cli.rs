@@ -240,3 +240,54 @@ fn psql_gets_the_same_rows_as_query_csv() {
             .replace(",false\n", ",f\n")
     );
 }
+
+#[test]
+fn password_prints_a_scram_verifier_that_authenticates_it() {
+    use std::io::Write;
+    let mut child = polygate()
+        .arg("password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("polygate runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse\n")
+        .expect("write");
+    let output = child.wait_with_output().expect("polygate ends");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let verifier = polygate::pg::Verifier::parse(printed.trim()).expect("a verifier");
+    assert!(printed.starts_with("SCRAM-SHA-256$4096:"), "{printed}");
+    // The same salt and iterations with the same password give the same verifier.
+    let salt_part = printed.trim().split('$').nth(1).expect("salt part");
+    let salt = salt_part.split(':').nth(1).expect("salt");
+    use base64::Engine as _;
+    let salt = base64::engine::general_purpose::STANDARD
+        .decode(salt)
+        .expect("base64 salt");
+    assert_eq!(
+        polygate::pg::Verifier::derive("correct horse", salt, 4096),
+        verifier
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_without_an_explicit_auth_method() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        "[gateway]\nlisten = \"127.0.0.1:0\"\n\n[sources.shop]\nkind = \"files\"\nroot = \".\"\n",
+    )
+    .expect("write");
+    let output = run(polygate().args(["serve", "--catalog"]).arg(&catalog));
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(
+        message.contains("[gateway] auth is not set") && message.contains("auth = \"trust\""),
+        "{message}"
+    );
+}

@@ -6,22 +6,23 @@
 //! grace period, then cancels them, which cancels their remote queries.
 
 mod connection;
+mod scram;
 mod session;
+mod startup;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::{Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
-use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::startup::ParameterStatus;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::api::{ConnectionManager, PgWireServerHandlers, RandomPidSecretKeyGenerator};
+use pgwire::tokio::TlsAcceptor;
+use pgwire::tokio::tokio_rustls::rustls;
+use polygate_catalog::TlsFiles;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -30,7 +31,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::engine::Engine;
 pub use connection::Connection;
 use connection::peer_closed;
+pub use scram::Verifier;
 pub use session::Session;
+use startup::Startup;
 
 /// How often a connection's watchdog looks at its client.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -50,9 +53,11 @@ pub struct Server {
 impl Server {
     /// Binds `listen` and serves `engine` to every client that connects.
     pub async fn start(engine: Engine, listen: SocketAddr) -> std::io::Result<Self> {
+        let gateway = engine.catalog().config().gateway.clone();
+        let tls = gateway.tls.as_ref().map(tls_acceptor).transpose()?;
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
-        let max_connections = engine.catalog().config().gateway.max_connections;
+        let max_connections = gateway.max_connections;
         let (stop_accepting, stop_rx) = watch::channel(false);
         let (cancel_all, cancel_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -61,6 +66,8 @@ impl Server {
             slots: Arc::new(Semaphore::new(max_connections)),
             cancel_all: cancel_rx,
             live: Mutex::new(Vec::new()),
+            tls,
+            pids: Arc::new(RandomPidSecretKeyGenerator::default()),
         });
         let accept_loop = tokio::spawn(accept(listener, Arc::clone(&shared), stop_rx));
         Ok(Self {
@@ -139,6 +146,10 @@ struct Shared {
     cancel_all: watch::Receiver<bool>,
     /// The connections being served.
     live: Mutex<Vec<Weak<Connection>>>,
+    /// TLS, when catalog.toml gives a certificate.
+    tls: Option<TlsAcceptor>,
+    /// Process ids and secret keys for CancelRequests, unique across connections.
+    pids: Arc<RandomPidSecretKeyGenerator>,
 }
 
 impl Shared {
@@ -217,7 +228,7 @@ async fn serve(
         .unwrap_or_else(|p| p.into_inner())
         .push(Arc::downgrade(&connection));
     let handlers = ConnectionHandlers::new(&shared, Arc::clone(&connection));
-    let messages = pgwire::tokio::process_socket(socket, None, handlers);
+    let messages = pgwire::tokio::process_socket(socket, shared.tls.clone(), handlers);
     tokio::pin!(messages);
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     loop {
@@ -310,10 +321,11 @@ impl ConnectionHandlers {
     fn new(shared: &Shared, connection: Arc<Connection>) -> Self {
         Self {
             session: Arc::new(Session::new(shared.engine.clone(), connection)),
-            startup: Arc::new(Startup {
-                connections: Arc::clone(&shared.connections),
-                engine: shared.engine.clone(),
-            }),
+            startup: Arc::new(Startup::new(
+                shared.engine.clone(),
+                Arc::clone(&shared.connections),
+                Arc::clone(&shared.pids),
+            )),
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.connections))),
         }
     }
@@ -337,64 +349,31 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 }
 
-/// Start-up without authentication (clients are trusted, as with PostgreSQL's `trust`);
-/// registers each connection so that CancelRequests can reach it, and reports polygate's
-/// parameters (version, read-only, date style) to the client.
-struct Startup {
-    connections: Arc<ConnectionManager>,
-    engine: Engine,
-}
-
-#[async_trait]
-impl NoopStartupHandler for Startup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(Arc::clone(&self.connections))
-    }
-
-    async fn post_startup<C>(
-        &self,
-        client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        report_parameters(client, &self.engine).await
-    }
-}
-
-/// Sends the parameters PostgreSQL reports at start-up, as this session has them.
-async fn report_parameters<C>(client: &mut C, engine: &Engine) -> PgWireResult<()>
-where
-    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-    C::Error: std::fmt::Debug,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    let mut settings = engine.new_settings();
-    settings.apply_startup(
-        client
-            .metadata()
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    let user = client
-        .metadata()
-        .get(pgwire::api::METADATA_USER)
-        .cloned()
-        .unwrap_or_default();
-    for (name, value) in settings.reported() {
-        let value = if name == "session_authorization" {
-            user.clone()
-        } else {
-            value
-        };
-        client
-            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                name, value,
-            )))
-            .await?;
-    }
-    Ok(())
+/// A TLS acceptor for the certificate chain and key of catalog.toml.
+fn tls_acceptor(files: &TlsFiles) -> std::io::Result<TlsAcceptor> {
+    let invalid = |what: &str, path: &std::path::Path, error: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what} {}: {error}", path.display()),
+        )
+    };
+    let certificates = CertificateDer::pem_file_iter(&files.cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| invalid("cannot read the certificates of", &files.cert_file, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key_file)
+        .map_err(|e| invalid("cannot read the private key of", &files.key_file, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("cannot use", &files.cert_file, &e))?
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .map_err(|e| {
+            invalid(
+                "cannot use the certificate and key of",
+                &files.cert_file,
+                &e,
+            )
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
