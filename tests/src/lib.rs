@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod mongo;
 pub mod search;
 pub mod slt;
+pub mod tls;
 pub mod wire;
 
 use std::path::PathBuf;
