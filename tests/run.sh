@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 #
 # polygate's one test command: formatting, lints, then the whole test suite against real
-# PostgreSQL, MongoDB-wire and OpenSearch servers started for this run (tests/backends.sh).
+# PostgreSQL, MongoDB-wire and OpenSearch servers started for this run (tests/backends.sh),
+# with real PostgreSQL clients installed for the client-compatibility tests (tests/clients.sh).
 #
 #   tests/run.sh [extra arguments for cargo test]
 #
@@ -41,6 +42,11 @@ trap 'exit 143' TERM
 
 step "test backends"
 polygate_backends_start
+
+# shellcheck source=tests/clients.sh
+source tests/clients.sh
+step "PostgreSQL clients (psql, psycopg, SQLAlchemy, node-postgres, pgjdbc)"
+polygate_clients_install
 
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check

@@ -15,6 +15,7 @@ use polygate_catalog::{Catalog, GatewayConfig};
 
 use crate::errors::GatewayError;
 use crate::introspection::{self, SEARCH_PATH_SCHEMA, SessionInfo, StaticTables};
+use crate::rewrite;
 use crate::settings::{SessionDefaults, SettingError, Settings};
 use crate::statement::Command;
 
@@ -200,7 +201,13 @@ impl Engine {
             .parser
             .parse(sql)
             .map_err(|e| GatewayError::Syntax(e.to_string()))?;
-        statements.into_iter().map(Command::classify).collect()
+        statements
+            .into_iter()
+            .map(|mut statement| {
+                rewrite::rewrite(&mut statement);
+                Command::classify(statement)
+            })
+            .collect()
     }
 }
 

@@ -13,5 +13,6 @@ pub mod introspection;
 pub mod output;
 pub mod pg;
 pub mod reload;
+pub mod rewrite;
 pub mod settings;
 pub mod statement;

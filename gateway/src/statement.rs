@@ -35,6 +35,8 @@ pub enum Command {
     Commit,
     /// `ROLLBACK` / `ABORT`.
     Rollback,
+    /// `ROLLBACK TO SAVEPOINT`: the block goes on, out of its failed state.
+    RollbackToSavepoint,
     /// `DISCARD ALL` and the like: session state back to its start.
     Discard,
     /// A statement accepted and without effect in a read-only gateway (`SET TRANSACTION READ
@@ -83,7 +85,7 @@ impl Command {
             Statement::Commit { .. } => Self::Commit,
             Statement::Rollback {
                 savepoint: Some(_), ..
-            } => Self::Accepted("ROLLBACK"),
+            } => Self::RollbackToSavepoint,
             Statement::Rollback { .. } => Self::Rollback,
             Statement::Savepoint { .. } => Self::Accepted("SAVEPOINT"),
             Statement::ReleaseSavepoint { .. } => Self::Accepted("RELEASE"),
@@ -111,7 +113,7 @@ impl Command {
             Self::Show(_) => "SHOW",
             Self::Begin => "BEGIN",
             Self::Commit => "COMMIT",
-            Self::Rollback => "ROLLBACK",
+            Self::Rollback | Self::RollbackToSavepoint => "ROLLBACK",
             Self::Discard => "DISCARD ALL",
             Self::Accepted(tag) => tag,
         }

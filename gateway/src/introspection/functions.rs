@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, ListBuilder, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{ScalarValue, exec_err};
@@ -65,6 +65,44 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
         "pg_get_keywords",
         Arc::clone(&static_tables.0.pg_get_keywords) as _,
     );
+    let types = static_tables.clone();
+    ctx.register_udf(ScalarUDF::new_from_impl(function(
+        "to_regtype",
+        Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+        DataType::Int32,
+        move |args, rows| {
+            let oids: Int32Array = texts(args, rows)?
+                .iter()
+                .map(|name| name.as_deref().and_then(|name| types.type_oid(name)))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(oids)))
+        },
+    )));
+    ctx.register_udf(ScalarUDF::new_from_impl(function(
+        crate::rewrite::LIKE_ESCAPE_FUNCTION,
+        Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+        DataType::Utf8,
+        |args, rows| {
+            let patterns = texts(args, rows)?;
+            let escapes = texts(&args[1..], rows)?;
+            let mut out = StringBuilder::new();
+            for (pattern, escape) in patterns.iter().zip(&escapes) {
+                match (
+                    pattern,
+                    escape.as_deref().map(|e| e.chars().collect::<Vec<_>>()),
+                ) {
+                    (Some(pattern), Some(escape)) if escape.len() == 1 => {
+                        out.append_value(crate::rewrite::backslash_escaped(pattern, escape[0]))
+                    }
+                    (Some(_), Some(_)) => {
+                        return exec_err!("invalid escape string: it must be one character");
+                    }
+                    _ => out.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        },
+    )));
     for function in session_functions(&session) {
         ctx.register_udf(ScalarUDF::new_from_impl(function));
     }
@@ -317,17 +355,82 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
             DataType::Utf8,
             |_, _| Ok(text(None)),
         ),
+        visible("pg_function_is_visible"),
+        visible("pg_type_is_visible"),
+        visible("pg_collation_is_visible"),
+        visible("pg_opclass_is_visible"),
+        visible("pg_conversion_is_visible"),
         function(
-            "pg_function_is_visible",
-            Signature::variadic_any(Volatility::Stable),
-            DataType::Boolean,
-            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))),
-        ),
-        function(
-            "pg_type_is_visible",
-            Signature::variadic_any(Volatility::Stable),
-            DataType::Boolean,
-            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))),
+            "json_build_object",
+            Signature::variadic_any(Volatility::Immutable),
+            DataType::Utf8,
+            json_build_object,
         ),
     ]
+}
+
+/// `pg_*_is_visible(oid)`: everything polygate lists is visible.
+fn visible(name: &'static str) -> SessionFunction {
+    function(
+        name,
+        Signature::variadic_any(Volatility::Stable),
+        DataType::Boolean,
+        |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))),
+    )
+}
+
+/// `json_build_object(key, value, ...)`, as JSON text.
+fn json_build_object(args: &[ColumnarValue], rows: usize) -> Result<ColumnarValue> {
+    if !args.len().is_multiple_of(2) {
+        return exec_err!("argument list must have even number of elements");
+    }
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let texts = arrays
+        .iter()
+        .map(|array| datafusion::arrow::compute::cast(array, &DataType::Utf8))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut out = StringBuilder::new();
+    for row in 0..rows.max(1) {
+        let mut object = String::from("{");
+        for (pair, chunk) in texts.chunks(2).enumerate() {
+            let (keys, values) = (chunk[0].as_string::<i32>(), chunk[1].as_string::<i32>());
+            if keys.is_null(row) {
+                return exec_err!("null value not allowed for object key");
+            }
+            if pair > 0 {
+                object.push_str(", ");
+            }
+            object.push_str(&json_string(keys.value(row)));
+            object.push_str(" : ");
+            let value_type = arrays[pair * 2 + 1].data_type();
+            if values.is_null(row) {
+                object.push_str("null");
+            } else if value_type.is_numeric() || *value_type == DataType::Boolean {
+                object.push_str(values.value(row));
+            } else {
+                object.push_str(&json_string(values.value(row)));
+            }
+        }
+        object.push('}');
+        out.append_value(object);
+    }
+    Ok(ColumnarValue::Array(Arc::new(out.finish())))
+}
+
+fn json_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if (c as u32) < 0x20 => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }

@@ -12,8 +12,12 @@ mod information_schema;
 
 use std::sync::{Arc, RwLock};
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
@@ -77,14 +81,54 @@ impl SessionInfo {
 }
 
 /// The tables that never change from one gateway to another (pg_type, pg_proc, ...), loaded
-/// once per gateway.
+/// once per gateway, and the type OIDs by name for `to_regtype`.
 #[derive(Debug, Clone)]
-pub struct StaticTables(Arc<PgCatalogStaticTables>);
+pub struct StaticTables(Arc<PgCatalogStaticTables>, Arc<HashMap<String, i32>>);
 
 impl StaticTables {
     /// Loads them.
     pub fn load() -> Result<Self> {
-        Ok(Self(Arc::new(PgCatalogStaticTables::try_new()?)))
+        let tables = PgCatalogStaticTables::try_new()?;
+        let mut types = HashMap::new();
+        for batch in tables.pg_type.data() {
+            let (Some(oids), Some(names)) =
+                (batch.column_by_name("oid"), batch.column_by_name("typname"))
+            else {
+                continue;
+            };
+            let oids = cast(oids, &DataType::Int64)?;
+            let names = cast(names, &DataType::Utf8)?;
+            let (oids, names) = (oids.as_primitive::<Int64Type>(), names.as_string::<i32>());
+            for row in 0..batch.num_rows() {
+                if let (true, true, Ok(oid)) = (
+                    oids.is_valid(row),
+                    names.is_valid(row),
+                    i32::try_from(oids.value(row)),
+                ) {
+                    types.insert(names.value(row).to_owned(), oid);
+                }
+            }
+        }
+        Ok(Self(Arc::new(tables), Arc::new(types)))
+    }
+
+    /// The OID of the type named `name` (`int4`, `integer`, `text`, `_int4`), if there is one.
+    pub fn type_oid(&self, name: &str) -> Option<i32> {
+        let name = name.trim().to_ascii_lowercase();
+        let name = match name.strip_prefix("pg_catalog.").unwrap_or(&name) {
+            "integer" | "int" => "int4",
+            "bigint" => "int8",
+            "smallint" => "int2",
+            "boolean" => "bool",
+            "real" => "float4",
+            "double precision" => "float8",
+            "character varying" => "varchar",
+            "timestamp without time zone" => "timestamp",
+            "timestamp with time zone" => "timestamptz",
+            "decimal" => "numeric",
+            other => other,
+        };
+        self.1.get(name).copied()
     }
 }
 

@@ -159,6 +159,8 @@ impl Core {
                 Response::Execution(Tag::new("DISCARD ALL"))
             }
             Command::Accepted(tag) => Response::Execution(Tag::new(tag)),
+            // Reads leave nothing to undo: the block is simply usable again.
+            Command::RollbackToSavepoint => Response::TransactionStart(Tag::new("ROLLBACK")),
         };
         self.connection
             .set_idle_timeout(settings.idle_session_timeout());
@@ -298,7 +300,9 @@ impl Session {
         if client.transaction_status() == TransactionStatus::Error
             && !matches!(
                 statement,
-                Statement::Answered(Command::Rollback | Command::Commit)
+                Statement::Answered(
+                    Command::Rollback | Command::Commit | Command::RollbackToSavepoint
+                )
             )
         {
             return Err(GatewayError::AbortedTransaction);
@@ -619,8 +623,9 @@ where
         Response::Execution(tag) => send_execution_response(client, tag).await,
         Response::TransactionStart(tag) => {
             send_execution_response(client, tag).await?;
-            let status = client.transaction_status().to_in_transaction_state();
-            client.set_transaction_status(status);
+            // BEGIN, or ROLLBACK TO SAVEPOINT out of a failed block (a failed block refuses
+            // BEGIN before it gets here).
+            client.set_transaction_status(TransactionStatus::Transaction);
             Ok(())
         }
         Response::TransactionEnd(tag) => {
