@@ -6,6 +6,7 @@
 //! grace period, then cancels them, which cancels their remote queries.
 
 mod connection;
+mod egress;
 mod scram;
 mod session;
 mod startup;

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
@@ -383,9 +383,12 @@ async fn respond(
     // One batch is encoded at a time, as the client consumes rows: results are never held whole.
     let rows = batches
         .map(move |batch| {
-            let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> = match batch {
-                Ok(batch) => encode_recordbatch(Arc::clone(&encoder_fields), batch),
-                Err(e) => Box::new(std::iter::once(Err(e.into()))),
+            let rows: Vec<PgWireResult<_>> = match batch
+                .map_err(PgWireError::from)
+                .and_then(|batch| super::egress::encode_batch(&encoder_fields, &batch))
+            {
+                Ok(rows) => rows.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
             };
             stream::iter(rows)
         })

@@ -5,6 +5,8 @@
 //!    `psql -c "COPY (SELECT ...) TO STDOUT (FORMAT binary)" > /dev/null`.
 //! 2. GROUP BY: `SELECT k, count(*), sum(f) FROM t GROUP BY k` run by psql through the
 //!    gateway, versus the same SQL run by psql on PostgreSQL directly.
+//! 3. Egress: the whole table (`SELECT *`, every column) fetched by psql through the gateway,
+//!    versus psql on PostgreSQL directly; and the same with tokio-postgres in binary format.
 //!
 //! Runs alternate between the two sides; the medians and their ratio are printed.
 //!
@@ -83,7 +85,54 @@ async fn main() -> anyhow::Result<()> {
         "psql through polygate",
         &through,
     );
+
+    let all = |table: &str| format!("SELECT * FROM {table}");
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        direct.push(psql(&url, &all(TABLE))?);
+        through.push(psql(&gateway_url, &all(&format!("pg.{TABLE}")))?);
+    }
+    report(
+        "egress, psql (text)",
+        "psql on PostgreSQL",
+        &direct,
+        "psql through polygate",
+        &through,
+    );
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        direct.push(fetch_binary(&url, &all(TABLE), rows).await?);
+        through.push(fetch_binary(&gateway_url, &all(&format!("pg.{TABLE}")), rows).await?);
+    }
+    report(
+        "egress, tokio-postgres (binary)",
+        "on PostgreSQL",
+        &direct,
+        "through polygate",
+        &through,
+    );
     Ok(())
+}
+
+/// Fetches every row of `sql` with tokio-postgres (binary format, rows streamed and
+/// discarded); the elapsed time, connection included.
+async fn fetch_binary(url: &str, sql: &str, rows: i64) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let stream = client.query_raw(sql, std::iter::empty::<i64>()).await?;
+    futures::pin_mut!(stream);
+    let mut seen = 0;
+    while let Some(row) = stream.next().await {
+        row?;
+        seen += 1;
+    }
+    if seen != rows {
+        bail!("{sql}: {seen} rows of {rows}");
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(start.elapsed())
 }
 
 /// Creates the table with `rows` rows, unless it already has them.
