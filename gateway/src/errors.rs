@@ -186,6 +186,9 @@ fn plan_error_to_pg(message: &str) -> PgError {
 fn arrow_error_to_pg(error: &ArrowError) -> PgError {
     match error {
         ArrowError::DivideByZero => pg("22012", "division by zero"),
+        // A number that does not fit the target type ("Can't cast value 70000 to type
+        // Int16") is out of range; anything else cast is not a valid value of the type.
+        ArrowError::CastError(m) if m.starts_with("Can't cast value") => pg("22003", m.clone()),
         ArrowError::CastError(m) | ArrowError::ParseError(m) => pg("22P02", m.clone()),
         ArrowError::ArithmeticOverflow(m) => pg("22003", m.clone()),
         other => pg("22000", other.to_string()),
@@ -240,6 +243,16 @@ mod tests {
             SourceError::into_datafusion("shop", ConnectorError::Unavailable("refused".into())),
             "08006",
             "source shop: source unavailable: refused",
+        );
+        check(
+            DataFusionError::ArrowError(
+                Box::new(ArrowError::CastError(
+                    "Can't cast value 70000 to type Int16".into(),
+                )),
+                None,
+            ),
+            "22003",
+            "Can't cast value 70000 to type Int16",
         );
         let read_only = GatewayError::ReadOnly("Insert Into".into()).to_pg();
         assert_eq!(read_only.code, "25006");
