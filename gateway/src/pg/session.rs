@@ -105,7 +105,11 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner());
         let mut transaction = self.transaction.lock().unwrap_or_else(|p| p.into_inner());
         let response = match command {
-            Command::Query(_) => unreachable!("queries are planned, not answered"),
+            Command::Query(_) => {
+                return Err(GatewayError::Wire(
+                    "internal error: a query reached the session's own statements".to_owned(),
+                ));
+            }
             Command::Set { name, value, local } => {
                 if *local {
                     match transaction.as_mut() {
