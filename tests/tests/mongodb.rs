@@ -190,6 +190,29 @@ async fn every_bson_type_round_trips_through_an_inferred_schema() -> anyhow::Res
     .await?;
     assert_eq!(third, [r#"{"k":[{"$numberInt":"1"}]}"#, "t", "t"]);
 
+    // Whole documents, and lists of documents, reach clients as jsonb.
+    let documents =
+        "SELECT addr['geo']['deep'], items FROM m.types WHERE _id = '650000000000000000000001'";
+    let described = client.prepare(documents).await?;
+    let types: Vec<_> = described
+        .columns()
+        .iter()
+        .map(|c| c.type_().clone())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            tokio_postgres::types::Type::JSONB,
+            tokio_postgres::types::Type::JSONB
+        ]
+    );
+    let documents = row(&client, documents).await?;
+    assert_eq!(documents[0], r#"{"level":"three"}"#);
+    assert!(
+        documents[1].starts_with(r#"[{"n":"#) && documents[1].contains(r#""sku":"y""#),
+        "{documents:?}"
+    );
+
     // Projections of nested fields read only those fields.
     let sql = "SELECT addr['geo']['deep']['level'] AS level, addr['city'], _id FROM m.types \
                ORDER BY addr['city'] NULLS FIRST LIMIT 2";

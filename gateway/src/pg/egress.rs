@@ -6,28 +6,102 @@
 //! strings, floats (binary), dates and timestamps (binary) are written directly; every other
 //! column goes through arrow-pg's encoder for that one value, into the same buffer, so that
 //! each type keeps exactly one encoding.
+//!
+//! Documents (Struct, Map, and lists that are not PostgreSQL arrays: lists of documents or of
+//! lists) are sent as `jsonb`, written by arrow-json. [`pg_fields`] says so in the row
+//! description, and every result's description comes from it.
 
 use std::sync::Arc;
 
+use arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use arrow_pg::encoder::{Encoder, encode_value};
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
     Int32Array, Int64Array, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, TimeUnit};
+use datafusion::arrow::json::writer::{EncoderOptions, NullableEncoder, make_encoder};
 use datafusion::arrow::record_batch::RecordBatch;
 use pgwire::api::Type;
+use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::ToSqlText;
+use pgwire::types::format::FormatOptions;
 use postgres_types::{IsNull, ToSql};
 
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_SECONDS: i64 = 946_684_800;
 /// Days from the Unix epoch to PostgreSQL's.
 const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// Is a column of `data_type` sent as `jsonb`: a document, or a list PostgreSQL has no array
+/// type for?
+pub fn is_json(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Struct(_) | DataType::Map(..) | DataType::Union(..) => true,
+        DataType::List(item)
+        | DataType::LargeList(item)
+        | DataType::FixedSizeList(item, _)
+        | DataType::ListView(item)
+        | DataType::LargeListView(item) => {
+            matches!(
+                item.data_type(),
+                DataType::Struct(_)
+                    | DataType::Map(..)
+                    | DataType::Union(..)
+                    | DataType::List(_)
+                    | DataType::LargeList(_)
+                    | DataType::FixedSizeList(..)
+                    | DataType::ListView(_)
+                    | DataType::LargeListView(_)
+            )
+        }
+        _ => false,
+    }
+}
+
+/// The row description of a result with `schema`: arrow-pg's types, except documents, which
+/// are `jsonb`.
+pub fn pg_fields(
+    schema: &Schema,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    // arrow-pg describes the other columns; documents stand in as text for it.
+    let described = Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|field| {
+                if is_json(field.data_type()) {
+                    Field::new(field.name(), DataType::Utf8, field.is_nullable())
+                } else {
+                    field.as_ref().clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    );
+    let mut fields = arrow_schema_to_pg_fields(&described, format, options.clone())?;
+    for (index, field) in schema.fields().iter().enumerate() {
+        if is_json(field.data_type()) {
+            let mut info = FieldInfo::new(
+                field.name().clone(),
+                None,
+                None,
+                Type::JSONB,
+                format.format_for(index),
+            );
+            if let Some(options) = &options {
+                info = info.with_format_options(Arc::clone(options));
+            }
+            fields[index] = info;
+        }
+    }
+    Ok(fields)
+}
 
 /// How one column is written.
 enum Column<'a> {
@@ -41,15 +115,27 @@ enum Column<'a> {
     Float64(&'a Float64Array),
     Date(&'a Date32Array),
     Timestamp(&'a TimestampMicrosecondArray),
+    /// A document as `jsonb`, by arrow-json; the buffer is reused from value to value.
+    Json(NullableEncoder<'a>, FieldFormat, Vec<u8>),
     /// arrow-pg's encoder, one value at a time.
     Other(&'a ArrayRef, &'a Field),
 }
 
 impl<'a> Column<'a> {
-    fn new(array: &'a ArrayRef, field: &'a Field, pg: &FieldInfo) -> Self {
+    fn new(
+        array: &'a ArrayRef,
+        field: &'a FieldRef,
+        pg: &FieldInfo,
+        json: &'a EncoderOptions,
+    ) -> PgWireResult<Self> {
         let (pg_type, format) = (pg.datatype(), pg.format());
         let binary = format == FieldFormat::Binary;
-        match (array.data_type(), pg_type) {
+        if is_json(array.data_type()) && pg_type == &Type::JSONB {
+            let encoder = make_encoder(field, array.as_ref(), json)
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+            return Ok(Self::Json(encoder, format, Vec::new()));
+        }
+        Ok(match (array.data_type(), pg_type) {
             (DataType::Int16, &Type::INT2) => Self::Int16(array.as_primitive(), format),
             (DataType::Int32, &Type::INT4) => Self::Int32(array.as_primitive(), format),
             (DataType::Int64, &Type::INT8) => Self::Int64(array.as_primitive(), format),
@@ -66,7 +152,7 @@ impl<'a> Column<'a> {
                 &Type::TIMESTAMP | &Type::TIMESTAMPTZ,
             ) if binary => Self::Timestamp(array.as_primitive()),
             _ => Self::Other(array, field),
-        }
+        })
     }
 
     /// A guess of the bytes one value takes, length prefix included, to size the buffer.
@@ -77,6 +163,7 @@ impl<'a> Column<'a> {
             Self::Int64(..) | Self::Float64(_) | Self::Timestamp(_) => 20,
             Self::Bool(..) => 1,
             Self::Utf8(_) | Self::Other(..) => 16,
+            Self::Json(..) => 64,
         }
     }
 }
@@ -97,20 +184,21 @@ pub fn encode_batch(
         ));
     }
     let schema = batch.schema();
-    let columns: Vec<Column<'_>> = batch
+    let json = EncoderOptions::default();
+    let mut columns: Vec<Column<'_>> = batch
         .columns()
         .iter()
         .zip(schema.fields().iter())
         .zip(fields.iter())
-        .map(|((array, field), pg)| Column::new(array, field, pg))
-        .collect();
+        .map(|((array, field), pg)| Column::new(array, field, pg, &json))
+        .collect::<PgWireResult<_>>()?;
     let row_width: usize = columns.iter().map(Column::width).sum();
     let mut buffer = BytesMut::with_capacity(row_width * batch.num_rows());
     let mut rows = Vec::with_capacity(batch.num_rows());
     let field_count = i16::try_from(columns.len())
         .map_err(|_| PgWireError::ApiError("more than 32767 columns".into()))?;
     for row in 0..batch.num_rows() {
-        for (index, column) in columns.iter().enumerate() {
+        for (index, column) in columns.iter_mut().enumerate() {
             write_value(&mut buffer, column, row, &fields[index])?;
         }
         rows.push(DataRow::new(buffer.split(), field_count));
@@ -120,11 +208,27 @@ pub fn encode_batch(
 
 fn write_value(
     out: &mut BytesMut,
-    column: &Column<'_>,
+    column: &mut Column<'_>,
     row: usize,
     pg: &FieldInfo,
 ) -> PgWireResult<()> {
     let is_null = match column {
+        Column::Json(encoder, format, scratch) => {
+            if encoder.is_null(row) {
+                out.put_i32(-1);
+                return Ok(());
+            }
+            scratch.clear();
+            encoder.encode(row, scratch);
+            // jsonb's binary format is a version byte, then the text.
+            let version = usize::from(*format == FieldFormat::Binary);
+            put_length(out, scratch.len() + version)?;
+            if version == 1 {
+                out.put_u8(1);
+            }
+            out.put_slice(scratch);
+            return Ok(());
+        }
         Column::Int16(a, _) => a.is_null(row),
         Column::Int32(a, _) => a.is_null(row),
         Column::Int64(a, _) => a.is_null(row),
@@ -179,7 +283,7 @@ fn write_value(
             out.put_i32(8);
             out.put_i64(a.value(row) - PG_EPOCH_SECONDS * 1_000_000);
         }
-        Column::Other(..) => unreachable!("written above"),
+        Column::Other(..) | Column::Json(..) => unreachable!("written above"),
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
+use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
@@ -374,7 +374,7 @@ async fn respond(
     max_rows: Option<u64>,
 ) -> Result<Response, GatewayError> {
     let fields = Arc::new(
-        arrow_schema_to_pg_fields(plan.schema().as_arrow(), format, Some(options))
+        super::egress::pg_fields(plan.schema().as_arrow(), format, Some(options))
             .map_err(|e| GatewayError::Wire(e.to_string()))?,
     );
     let batches = tokio::select! {
@@ -508,7 +508,7 @@ impl QueryParser for Parser {
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &statement.command {
-            PreparedCommand::Plan(plan) => arrow_schema_to_pg_fields(
+            PreparedCommand::Plan(plan) => super::egress::pg_fields(
                 plan.schema().as_arrow(),
                 column_format.unwrap_or(&Format::UnifiedText),
                 None,

@@ -8,6 +8,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{Field, Int32Type, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
+use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::types::format::FormatOptions;
 
@@ -217,4 +218,106 @@ fn an_empty_batch_has_no_rows_and_a_mismatched_one_is_an_error() {
     );
     let fewer = Arc::new(fields[..2].to_vec());
     assert!(encode_batch(&fewer, &batch).is_err());
+}
+
+#[test]
+fn documents_and_lists_of_documents_are_jsonb() {
+    use datafusion::arrow::array::StructArray;
+    use datafusion::arrow::buffer::OffsetBuffer;
+    use datafusion::arrow::datatypes::Fields;
+
+    let address = StructArray::from(vec![
+        (
+            Arc::new(Field::new("city", DataType::Utf8, true)),
+            Arc::new(StringArray::from(vec![Some("Paris"), None, Some("Oslo")])) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("zip", DataType::Int32, true)),
+            Arc::new(Int32Array::from(vec![Some(75001), Some(1), None])) as ArrayRef,
+        ),
+    ]);
+    let item_fields = Fields::from(vec![Field::new("n", DataType::Int64, true)]);
+    let items = StructArray::new(
+        item_fields.clone(),
+        vec![Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef],
+        None,
+    );
+    let list = ListArray::new(
+        Arc::new(Field::new("item", DataType::Struct(item_fields), true)),
+        OffsetBuffer::from_lengths([2, 0, 1]),
+        Arc::new(items),
+        Some(vec![true, true, false].into()),
+    );
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("addr", address.data_type().clone(), true),
+        Field::new("items", list.data_type().clone(), true),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(Int32Array::from(vec![1, 2, 3])),
+            Arc::new(address),
+            Arc::new(list),
+        ],
+    )
+    .expect("batch");
+
+    let text =
+        Arc::new(pg_fields(batch.schema().as_ref(), &Format::UnifiedText, None).expect("fields"));
+    let types: Vec<_> = text.iter().map(|f| f.datatype().clone()).collect();
+    assert_eq!(types, [Type::INT4, Type::JSONB, Type::JSONB]);
+    let rows = encode_batch(&text, &batch).expect("encodes");
+    let values: Vec<Vec<Option<String>>> = rows.iter().map(decode).collect();
+    assert_eq!(
+        values,
+        [
+            vec![
+                Some("1".into()),
+                Some(r#"{"city":"Paris","zip":75001}"#.into()),
+                Some(r#"[{"n":1},{"n":2}]"#.into())
+            ],
+            vec![
+                Some("2".into()),
+                Some(r#"{"zip":1}"#.into()),
+                Some("[]".into())
+            ],
+            vec![Some("3".into()), Some(r#"{"city":"Oslo"}"#.into()), None],
+        ]
+    );
+
+    let binary =
+        Arc::new(pg_fields(batch.schema().as_ref(), &Format::UnifiedBinary, None).expect("fields"));
+    let rows = encode_batch(&binary, &batch).expect("encodes");
+    let first = decode_raw(&rows[0]);
+    assert_eq!(
+        first[1].as_deref(),
+        Some(&b"\x01{\"city\":\"Paris\",\"zip\":75001}"[..])
+    );
+}
+
+/// The values of a DataRow, raw.
+fn decode_raw(row: &DataRow) -> Vec<Option<Vec<u8>>> {
+    let mut data = &row.data[..];
+    let mut values = Vec::new();
+    for _ in 0..row.field_count {
+        let length = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+        data = &data[4..];
+        if length < 0 {
+            values.push(None);
+        } else {
+            let (value, rest) = data.split_at(length as usize);
+            values.push(Some(value.to_vec()));
+            data = rest;
+        }
+    }
+    values
+}
+
+/// The values of a DataRow in text format.
+fn decode(row: &DataRow) -> Vec<Option<String>> {
+    decode_raw(row)
+        .into_iter()
+        .map(|v| v.map(|v| String::from_utf8(v).expect("utf-8")))
+        .collect()
 }
