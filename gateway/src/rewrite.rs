@@ -16,7 +16,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, GroupByExpr, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    Expr, GroupByExpr, Query, Select, SelectItem, SetExpr, Statement, TableFactor, Value,
     visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -80,15 +80,7 @@ fn guarded_catalog_subquery(expr: &Expr) -> Option<Expr> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    let over_catalog = !select.from.is_empty()
-        && select.from.iter().all(|from| {
-            is_catalog_table(&from.relation)
-                && from
-                    .joins
-                    .iter()
-                    .all(|join| is_catalog_table(&join.relation))
-        });
-    if !else_is_null || !over_catalog {
+    if !else_is_null || !reads_only_catalog(select) {
         return None;
     }
     let mut query = query.clone();
@@ -110,15 +102,11 @@ fn aggregate_catalog_subquery(query: &mut Query) {
         return;
     };
     let ungrouped = matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    let over_catalog = !select.from.is_empty()
-        && select.from.iter().all(|from| {
-            is_catalog_table(&from.relation)
-                && from
-                    .joins
-                    .iter()
-                    .all(|join| is_catalog_table(&join.relation))
-        });
-    if !ungrouped || !over_catalog || select.projection.len() != 1 || select.having.is_some() {
+    if !ungrouped
+        || !reads_only_catalog(select)
+        || select.projection.len() != 1
+        || select.having.is_some()
+    {
         return;
     }
     let expr = match &mut select.projection[0] {
@@ -131,6 +119,18 @@ fn aggregate_catalog_subquery(query: &mut Query) {
     if let Some(wrapped) = parse_expr(&format!("first_value({expr})")) {
         *expr = wrapped;
     }
+}
+
+/// Does `select` read catalog tables, and nothing else?
+fn reads_only_catalog(select: &Select) -> bool {
+    !select.from.is_empty()
+        && select.from.iter().all(|from| {
+            is_catalog_table(&from.relation)
+                && from
+                    .joins
+                    .iter()
+                    .all(|join| is_catalog_table(&join.relation))
+        })
 }
 
 fn is_catalog_table(relation: &TableFactor) -> bool {

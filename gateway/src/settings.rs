@@ -65,6 +65,14 @@ const fn reported(name: &'static str, default: &'static str, kind: Kind) -> Para
     }
 }
 
+/// The isolation levels a transaction may ask for (all read the same committed data here).
+const ISOLATION_LEVELS: &[&str] = &[
+    "read committed",
+    "read uncommitted",
+    "repeatable read",
+    "serializable",
+];
+
 /// Every parameter polygate knows, in name order.
 const PARAMETERS: &[Parameter] = &[
     reported("application_name", "", Kind::Text),
@@ -79,12 +87,7 @@ const PARAMETERS: &[Parameter] = &[
     parameter(
         "default_transaction_isolation",
         "read committed",
-        Kind::OneOf(&[
-            "read committed",
-            "read uncommitted",
-            "repeatable read",
-            "serializable",
-        ]),
+        Kind::OneOf(ISOLATION_LEVELS),
     ),
     reported("default_transaction_read_only", "on", Kind::Only("on")),
     reported("extra_float_digits", "1", Kind::Integer(-15, 3)),
@@ -122,12 +125,7 @@ const PARAMETERS: &[Parameter] = &[
     parameter(
         "transaction_isolation",
         "read committed",
-        Kind::OneOf(&[
-            "read committed",
-            "read uncommitted",
-            "repeatable read",
-            "serializable",
-        ]),
+        Kind::OneOf(ISOLATION_LEVELS),
     ),
     parameter("transaction_read_only", "on", Kind::Only("on")),
     parameter("work_mem", "4096", Kind::Text),
