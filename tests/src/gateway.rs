@@ -40,6 +40,16 @@ impl TestGateway {
         Ok(gateway)
     }
 
+    /// The demo's `shop` files served with `gateway_table` as the `[gateway]` table's lines.
+    pub async fn demo_with(gateway_table: &str) -> anyhow::Result<Self> {
+        let data = crate::repo_root().join("examples/demo/data");
+        Self::with_catalog(&format!(
+            "[gateway]\n{gateway_table}\n[sources.shop]\nkind = \"files\"\nroot = \"{}\"\n",
+            data.display()
+        ))
+        .await
+    }
+
     /// The demo catalog of `examples/demo`.
     pub async fn demo() -> anyhow::Result<Self> {
         Self::start(&crate::repo_root().join("examples/demo/catalog.toml")).await

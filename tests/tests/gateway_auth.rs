@@ -8,14 +8,6 @@ use polygate_tests::backends::{self, Backend, server_message, unique_name};
 use polygate_tests::gateway::TestGateway;
 use polygate_tests::tls::{make_ca, make_server_certificate};
 
-fn catalog(gateway_table: &str) -> String {
-    let data = polygate_tests::repo_root().join("examples/demo/data");
-    format!(
-        "[gateway]\n{gateway_table}\n[sources.shop]\nkind = \"files\"\nroot = \"{}\"\n",
-        data.display()
-    )
-}
-
 async fn connect_as(
     gateway: &TestGateway,
     user: &str,
@@ -37,9 +29,9 @@ fn sqlstate(error: &tokio_postgres::Error) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_accepts_right_passwords_and_verifiers_and_refuses_the_rest() -> anyhow::Result<()> {
     let verifier = Verifier::derive("builder", b"0123456789abcdef".to_vec(), 4096).to_string();
-    let gateway = TestGateway::with_catalog(&catalog(&format!(
+    let gateway = TestGateway::demo_with(&format!(
         "auth = \"scram-sha-256\"\n[gateway.users]\nalice = \"wonderland\"\nbob = \"{verifier}\"\n"
-    )))
+    ))
     .await?;
 
     let alice = connect_as(&gateway, "alice", "wonderland").await?;
@@ -94,9 +86,9 @@ async fn verifiers_made_by_postgresql_authenticate() -> anyhow::Result<()> {
     admin.batch_execute(&format!("DROP ROLE {role}")).await?;
     assert!(verifier.starts_with("SCRAM-SHA-256$4096:"), "{verifier}");
 
-    let gateway = TestGateway::with_catalog(&catalog(&format!(
+    let gateway = TestGateway::demo_with(&format!(
         "auth = \"scram-sha-256\"\n[gateway.users]\ncarol = \"{verifier}\"\n"
-    )))
+    ))
     .await?;
     let carol = connect_as(&gateway, "carol", "hunter2").await?;
     carol.simple_query("SELECT 1").await?;
@@ -128,12 +120,12 @@ async fn tls_is_served_verified_and_required() -> anyhow::Result<()> {
     let certs = tempfile::tempdir()?;
     make_ca(certs.path(), "test-ca")?;
     make_server_certificate(certs.path(), "test-ca")?;
-    let gateway = TestGateway::with_catalog(&catalog(&format!(
+    let gateway = TestGateway::demo_with(&format!(
         "auth = \"scram-sha-256\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\ntls_required = true\n\
          [gateway.users]\nalice = \"wonderland\"\n",
         certs.path().join("server.crt").display(),
         certs.path().join("server.key").display(),
-    )))
+    ))
     .await?;
     let base = format!(
         "host=127.0.0.1 port={} user=alice dbname=polygate",

@@ -10,14 +10,6 @@ use polygate_tests::gateway::TestGateway;
 /// Works for minutes unless stopped.
 const SLOW: &str = "SELECT sum(value) FROM generate_series(1, 100000000000)";
 
-fn demo_with(gateway_table: &str) -> String {
-    let data = polygate_tests::repo_root().join("examples/demo/data");
-    format!(
-        "[gateway]\n{gateway_table}\n[sources.shop]\nkind = \"files\"\nroot = \"{}\"\n",
-        data.display()
-    )
-}
-
 fn sqlstate(error: &tokio_postgres::Error) -> String {
     error
         .code()
@@ -78,7 +70,7 @@ async fn statement_timeout_and_cancel_requests_stop_statements_with_57014() -> a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_default_statement_timeout_applies_to_every_session() -> anyhow::Result<()> {
-    let gateway = TestGateway::with_catalog(&demo_with("statement_timeout_secs = 1")).await?;
+    let gateway = TestGateway::demo_with("statement_timeout_secs = 1").await?;
     let client = gateway.connect().await?;
     let shown = polygate_tests::text_rows(&client, "SHOW statement_timeout").await?;
     assert_eq!(shown, [[Some("1000".to_owned())]]);
@@ -89,7 +81,7 @@ async fn the_gateway_default_statement_timeout_applies_to_every_session() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_refused_with_53300() -> anyhow::Result<()> {
-    let gateway = TestGateway::with_catalog(&demo_with("max_connections = 2")).await?;
+    let gateway = TestGateway::demo_with("max_connections = 2").await?;
     let first = gateway.connect().await?;
     let second = gateway.connect().await?;
     let error = gateway
@@ -124,7 +116,7 @@ async fn connections_over_the_limit_are_refused_with_53300() -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_over_the_memory_limit_fails_with_53200_and_others_run() -> anyhow::Result<()> {
-    let gateway = TestGateway::with_catalog(&demo_with("memory_limit_mb = 8")).await?;
+    let gateway = TestGateway::demo_with("memory_limit_mb = 8").await?;
     let heavy = gateway.connect().await?;
     let light = gateway.connect().await?;
     let big = tokio::spawn(async move {
@@ -150,7 +142,7 @@ async fn a_query_over_the_memory_limit_fails_with_53200_and_others_run() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_over_max_result_rows_fail_with_54000() -> anyhow::Result<()> {
-    let gateway = TestGateway::with_catalog(&demo_with("max_result_rows = 5")).await?;
+    let gateway = TestGateway::demo_with("max_result_rows = 5").await?;
     let client = gateway.connect().await?;
     let rows = polygate_tests::text_rows(&client, "SELECT * FROM generate_series(1, 5)").await?;
     assert_eq!(rows.len(), 5);
