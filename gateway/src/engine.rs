@@ -9,12 +9,12 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use polygate_catalog::pushdown::{with_connector_functions, with_sub_plan_pushdown};
 use polygate_catalog::{Catalog, GatewayConfig};
 
 use crate::errors::GatewayError;
 use crate::introspection::{self, SEARCH_PATH_SCHEMA, SessionInfo, StaticTables};
+use crate::parser::PgParser;
 use crate::rewrite;
 use crate::settings::{SessionDefaults, SettingError, Settings};
 use crate::statement::Command;
@@ -36,7 +36,7 @@ struct Inner {
     catalog: Arc<Catalog>,
     runtime: Arc<RuntimeEnv>,
     static_tables: StaticTables,
-    parser: PostgresCompatibilityParser,
+    parser: PgParser,
     defaults: SessionDefaults,
     max_result_rows: Option<u64>,
 }
@@ -128,7 +128,7 @@ impl Engine {
                 catalog,
                 runtime,
                 static_tables: StaticTables::load()?,
-                parser: PostgresCompatibilityParser::new(),
+                parser: PgParser::new(),
                 defaults: SessionDefaults {
                     statement_timeout: gateway.statement_timeout,
                     idle_session_timeout: gateway.idle_session_timeout,

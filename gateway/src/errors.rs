@@ -146,6 +146,10 @@ fn datafusion_to_pg(error: &DataFusionError) -> PgError {
                 None => pg("XX000", e.to_string()),
             },
         },
+        // PostgreSQL: "more than one row returned by a subquery used as an expression".
+        DataFusionError::Execution(message) if message.contains("returned more than one row") => {
+            pg("21000", message.clone())
+        }
         DataFusionError::Execution(message) => pg("22000", message.clone()),
         DataFusionError::Internal(message) => pg("XX000", format!("internal error: {message}")),
         other => pg("XX000", other.to_string()),
@@ -253,6 +257,11 @@ mod tests {
             ),
             "22003",
             "Can't cast value 70000 to type Int16",
+        );
+        check(
+            DataFusionError::Execution("Scalar subquery returned more than one row".into()),
+            "21000",
+            "Scalar subquery returned more than one row",
         );
         let read_only = GatewayError::ReadOnly("Insert Into".into()).to_pg();
         assert_eq!(read_only.code, "25006");

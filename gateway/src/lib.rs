@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 pub mod introspection;
 pub mod output;
+pub mod parser;
 pub mod pg;
 pub mod reload;
 pub mod rewrite;
