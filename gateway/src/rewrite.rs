@@ -15,9 +15,10 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    Expr, GroupByExpr, Query, Select, SelectItem, SetExpr, Statement, TableFactor, Value,
-    visit_expressions_mut,
+    BinaryOperator, CaseWhen, Expr, GroupByExpr, Query, Select, SelectItem, SetExpr, Statement,
+    TableFactor, TableWithJoins, Value, visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -48,11 +49,81 @@ pub fn rewrite(statement: &mut Statement) {
         if let Some(subquery) = guarded_catalog_subquery(expr) {
             *expr = subquery;
         }
+        if let Some(lookup) = regclass_of_text(expr) {
+            *expr = lookup;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    // After the CASE rewrites, which move lookups that must not be aggregated yet.
+    let _ = visit_expressions_mut(statement, |expr| {
         if let Expr::Subquery(query) = expr {
             aggregate_catalog_subquery(query);
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `CAST(name AS regclass)` for a name computed by the query (Metabase writes
+/// `CAST(FORMAT('%I.%I', schema, table) AS REGCLASS)`) as the lookup of that relation's oid.
+///
+/// `datafusion-pg-catalog` resolves casts of literals and parameters; a computed name becomes
+/// a correlated subquery on the schema and relation names that `parse_ident` reads from it
+/// (an unqualified name is looked up in the current schema). Only names built by string
+/// functions, concatenation or a cast to text are taken: `attrelid::regclass` turns an oid
+/// into a name, the other way round.
+fn regclass_of_text(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        expr: operand,
+        data_type,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let type_name = data_type.to_string().to_ascii_lowercase();
+    if type_name.trim_start_matches("pg_catalog.") != "regclass" || !is_text_valued(operand) {
+        return None;
+    }
+    let parts = format!("parse_ident({operand})");
+    parse_expr(&format!(
+        "(SELECT first_value(c.oid) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
+         WHERE n.nspname = CASE WHEN array_length({parts}, 1) = 2 THEN {parts}[1] ELSE current_schema() END \
+         AND c.relname = {parts}[CAST(array_length({parts}, 1) AS BIGINT)])"
+    ))
+}
+
+/// Is `expr` text by its form: a string function's result, a concatenation, a cast to text?
+fn is_text_valued(expr: &Expr) -> bool {
+    const TEXT_FUNCTIONS: &[&str] = &[
+        "format",
+        "concat",
+        "concat_ws",
+        "quote_ident",
+        "lower",
+        "upper",
+        "trim",
+        "btrim",
+        "replace",
+        "substring",
+        "substr",
+    ];
+    match expr {
+        Expr::Nested(inner) => is_text_valued(inner),
+        Expr::BinaryOp {
+            op: BinaryOperator::StringConcat,
+            ..
+        } => true,
+        Expr::Cast { data_type, .. } => {
+            let name = data_type.to_string().to_ascii_lowercase();
+            ["text", "varchar", "character varying", "name"].contains(&name.as_str())
+        }
+        Expr::Function(function) => {
+            let name = function.name.to_string().to_ascii_lowercase();
+            TEXT_FUNCTIONS.contains(&name.rsplit('.').next().unwrap_or(&name))
+        }
+        _ => false,
+    }
 }
 
 /// `CASE WHEN c THEN (catalog subquery) [ELSE NULL] END` as the subquery filtered by `c`.
@@ -87,15 +158,83 @@ fn guarded_catalog_subquery(expr: &Expr) -> Option<Expr> {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return None;
     };
-    let condition = Expr::Nested(Box::new(when.condition.clone()));
+    let mut condition = Expr::Nested(Box::new(when.condition.clone()));
+    if !hoist_lookups(&mut condition, select) {
+        return None;
+    }
     select.selection = Some(match select.selection.take() {
         Some(selection) => parse_expr(&format!("({selection}) AND {condition}"))?,
         None => condition,
     });
-    aggregate_catalog_subquery(&mut query);
     Some(Expr::Subquery(query))
 }
 
+/// Moves the scalar subqueries of `condition` into `select`, which `condition` will filter:
+/// each must be a lookup in one catalog table (SQLAlchemy's `(SELECT typcollation FROM
+/// pg_type WHERE pg_type.oid = a.atttypid)`), whose table joins `select`'s FROM, whose WHERE
+/// joins the conditions, and whose column takes its place. Where the lookup finds no row, the
+/// condition was NULL and the subquery's answer NULL; now no row is left, and the answer is
+/// NULL. Returns false, with `select` unchanged, when a subquery is of another kind.
+fn hoist_lookups(condition: &mut Expr, select: &mut Select) -> bool {
+    let mut tables = Vec::new();
+    let mut conditions = Vec::new();
+    let mut taken = inner_names(select);
+    let mut hoistable = true;
+    let _ = visit_expressions_mut(condition, |expr| {
+        if let Expr::Subquery(query) = expr {
+            match lookup(query, &taken) {
+                Some((table, column, filter)) => {
+                    taken.extend(inner_names_of(&table));
+                    tables.push(table);
+                    conditions.extend(filter);
+                    *expr = column;
+                }
+                None => hoistable = false,
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if !hoistable {
+        return false;
+    }
+    select.from.extend(tables);
+    if let Some(filter) = join_conjuncts(conditions) {
+        select.selection = join_conjuncts(
+            select
+                .selection
+                .take()
+                .into_iter()
+                .chain([filter])
+                .collect(),
+        );
+    }
+    true
+}
+
+/// A lookup subquery's table, column and condition, if its table's name is not in `taken`.
+fn lookup(query: &Query, taken: &[String]) -> Option<(TableWithJoins, Expr, Option<Expr>)> {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let ungrouped = matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
+    let ([from], [item]) = (select.from.as_slice(), select.projection.as_slice()) else {
+        return None;
+    };
+    let column = match item {
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+        _ => return None,
+    };
+    let plain = ungrouped
+        && select.having.is_none()
+        && query.limit_clause.is_none()
+        && query.order_by.is_none()
+        && from.joins.is_empty()
+        && is_catalog_table(&from.relation);
+    let fresh = inner_names_of(from)
+        .iter()
+        .all(|name| !taken.contains(name));
+    (plain && fresh).then(|| (from.clone(), column.clone(), select.selection.clone()))
+}
 /// Wraps the single column of a scalar subquery over catalog tables in `first_value`.
 fn aggregate_catalog_subquery(query: &mut Query) {
     let SetExpr::Select(select) = query.body.as_mut() else {
@@ -113,12 +252,188 @@ fn aggregate_catalog_subquery(query: &mut Query) {
         SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
         _ => return,
     };
-    if is_aggregate(expr) {
-        return;
-    }
-    if let Some(wrapped) = parse_expr(&format!("first_value({expr})")) {
+    if !is_aggregate(expr)
+        && let Some(wrapped) = parse_expr(&format!("first_value({expr})"))
+    {
         *expr = wrapped;
     }
+    fold_outer_conditions(select);
+}
+
+/// Rewrites the WHERE of a catalog subquery so that DataFusion can decorrelate it.
+///
+/// DataFusion joins a correlated subquery on its conditions that compare inner columns with
+/// outer values. It cannot plan a condition on outer columns alone (psql's `... AND
+/// a.atthasdef`), nor a comparison of outer and inner values other than those (`a.attcollation
+/// <> t.typcollation`). With some `inner = outer` condition among the conjuncts:
+/// - an outer-only condition `p` is folded into it as `inner = CASE WHEN p THEN outer END`:
+///   when `p` does not hold, no row matches, as before;
+/// - in the other conditions, `outer` is replaced by `inner`, equal to it in every row that
+///   matches.
+fn fold_outer_conditions(select: &mut Select) {
+    let Some(selection) = select.selection.take() else {
+        return;
+    };
+    let inner = inner_names(select);
+    let mut conjuncts = Vec::new();
+    split_conjuncts(selection, &mut conjuncts);
+    let side = |expr: &Expr| Side::of(expr, &inner);
+    let equality = |expr: &Expr| match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } => match (side(left), side(right)) {
+            (Side::Inner, Side::Outer) => Some(((**left).clone(), (**right).clone())),
+            (Side::Outer, Side::Inner) => Some(((**right).clone(), (**left).clone())),
+            _ => None,
+        },
+        _ => None,
+    };
+    if !conjuncts.iter().any(|c| equality(c).is_some()) {
+        select.selection = join_conjuncts(conjuncts);
+        return;
+    }
+    let pairs: Vec<(Expr, String)> = conjuncts
+        .iter()
+        .filter_map(equality)
+        .map(|(inner, outer)| (inner, outer.to_string()))
+        .collect();
+    let (outer_only, mut kept): (Vec<Expr>, Vec<Expr>) =
+        conjuncts.into_iter().partition(|c| side(c) == Side::Outer);
+    for conjunct in &mut kept {
+        if side(conjunct) != Side::Mixed || equality(conjunct).is_some() {
+            continue;
+        }
+        let _ = visit_expressions_mut(conjunct, |expr| {
+            let text = expr.to_string();
+            if let Some((inner, _)) = pairs.iter().find(|(_, outer)| *outer == text) {
+                *expr = inner.clone();
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    if let Some(condition) = join_conjuncts(outer_only)
+        && let Some(index) = kept.iter().position(|c| equality(c).is_some())
+        && let Expr::BinaryOp { left, right, .. } = &mut kept[index]
+    {
+        let outer = if side(left) == Side::Outer {
+            left
+        } else {
+            right
+        };
+        let guarded = Expr::Case {
+            case_token: AttachedToken::empty(),
+            end_token: AttachedToken::empty(),
+            operand: None,
+            conditions: vec![CaseWhen {
+                condition,
+                result: (**outer).clone(),
+            }],
+            else_result: None,
+        };
+        **outer = guarded;
+    }
+    select.selection = join_conjuncts(kept);
+}
+
+/// Which side of a correlated subquery an expression reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Only the subquery's own tables (or nothing).
+    Inner,
+    /// Only the enclosing query's columns.
+    Outer,
+    /// Both.
+    Mixed,
+    /// An unqualified column or a subquery: not touched.
+    Unknown,
+}
+
+impl Side {
+    fn of(expr: &Expr, inner: &[String]) -> Self {
+        let (mut reads_inner, mut reads_outer, mut unknown) = (false, false, false);
+        let _ = visit_expressions(expr, |e| {
+            match e {
+                Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                    let qualifier = parts[parts.len() - 2].value.to_ascii_lowercase();
+                    if inner.contains(&qualifier) {
+                        reads_inner = true;
+                    } else {
+                        reads_outer = true;
+                    }
+                }
+                Expr::Identifier(_)
+                | Expr::CompoundIdentifier(_)
+                | Expr::Subquery(_)
+                | Expr::Exists { .. }
+                | Expr::InSubquery { .. } => unknown = true,
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        match (unknown, reads_inner, reads_outer) {
+            (true, _, _) => Self::Unknown,
+            (false, true, true) => Self::Mixed,
+            (false, false, true) => Self::Outer,
+            (false, _, false) => Self::Inner,
+        }
+    }
+}
+
+/// The names the subquery's own tables go by: their aliases, or their table names.
+fn inner_names(select: &Select) -> Vec<String> {
+    select.from.iter().flat_map(inner_names_of).collect()
+}
+
+fn inner_names_of(from: &TableWithJoins) -> Vec<String> {
+    std::iter::once(&from.relation)
+        .chain(from.joins.iter().map(|j| &j.relation))
+        .filter_map(|relation| match relation {
+            TableFactor::Table {
+                alias: Some(alias), ..
+            } => Some(alias.name.value.to_ascii_lowercase()),
+            TableFactor::Table { name, .. } => name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .map(|ident| ident.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn split_conjuncts(expr: Expr, out: &mut Vec<Expr>) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_conjuncts(*left, out);
+            split_conjuncts(*right, out);
+        }
+        Expr::Nested(inner)
+            if matches!(
+                *inner,
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_conjuncts(*inner, out)
+        }
+        other => out.push(other),
+    }
+}
+
+fn join_conjuncts(conjuncts: Vec<Expr>) -> Option<Expr> {
+    conjuncts.into_iter().reduce(|left, right| Expr::BinaryOp {
+        left: Box::new(left),
+        op: BinaryOperator::And,
+        right: Box::new(right),
+    })
 }
 
 /// Does `select` read catalog tables, and nothing else?
@@ -246,6 +561,22 @@ mod tests {
             (
                 "SELECT CASE WHEN a.atthasdef THEN (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE d.adnum = a.attnum) ELSE NULL END FROM pg_attribute a",
                 "SELECT (SELECT first_value(d.adbin) FROM pg_catalog.pg_attrdef d WHERE (d.adnum = a.attnum) AND (a.atthasdef)) FROM pg_attribute a",
+            ),
+            (
+                "SELECT (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef) FROM pg_catalog.pg_attribute a",
+                "SELECT (SELECT first_value(pg_catalog.pg_get_expr(d.adbin, d.adrelid, true)) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = CASE WHEN a.atthasdef THEN a.attrelid END AND d.adnum = a.attnum) FROM pg_catalog.pg_attribute a",
+            ),
+            (
+                "SELECT (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation FROM pg_catalog.pg_attribute a",
+                "SELECT (SELECT first_value(c.collname) FROM pg_catalog.pg_collation c, pg_catalog.pg_type t WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND c.oid <> t.typcollation) AS attcollation FROM pg_catalog.pg_attribute a",
+            ),
+            (
+                "SELECT CASE WHEN (a.attcollation != 0 AND (SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) != a.attcollation) THEN (SELECT c.collname FROM pg_catalog.pg_collation c WHERE c.oid = a.attcollation) ELSE NULL END AS collation FROM pg_catalog.pg_attribute a",
+                "SELECT (SELECT first_value(c.collname) FROM pg_catalog.pg_collation c, pg_catalog.pg_type t WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND ((c.oid <> 0 AND t.typcollation <> c.oid))) AS collation FROM pg_catalog.pg_attribute a",
+            ),
+            (
+                "SELECT col_description(CAST(CAST(FORMAT('%I.%I', t.s, t.n) AS REGCLASS) AS OID), 1), CAST(a.attrelid AS REGCLASS) FROM t, pg_attribute a",
+                "SELECT col_description(CAST((SELECT first_value(c.oid) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid WHERE n.nspname = CASE WHEN array_length(parse_ident(FORMAT('%I.%I', t.s, t.n)), 1) = 2 THEN parse_ident(FORMAT('%I.%I', t.s, t.n))[1] ELSE current_schema() END AND c.relname = parse_ident(FORMAT('%I.%I', t.s, t.n))[CAST(array_length(parse_ident(FORMAT('%I.%I', t.s, t.n)), 1) AS BIGINT)]) AS OID), 1), CAST(a.attrelid AS REGCLASS) FROM t, pg_attribute a",
             ),
             (
                 "SELECT (SELECT count(*) FROM pg_class) AS n",
