@@ -366,7 +366,104 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
             DataType::Utf8,
             json_build_object,
         ),
+        function(
+            "format",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::Utf8,
+            format_rows,
+        ),
+        // Both of polygate's tablespaces are built in, which PostgreSQL reports as ''.
+        function(
+            "pg_tablespace_location",
+            Signature::variadic_any(Volatility::Stable),
+            DataType::Utf8,
+            |_, _| Ok(text(Some(String::new()))),
+        ),
     ]
+}
+
+/// `format(formatstr, args...)` row by row; see [`format_text`].
+fn format_rows(args: &[ColumnarValue], rows: usize) -> Result<ColumnarValue> {
+    let columns: Vec<Vec<Option<String>>> = (0..args.len())
+        .map(|i| texts(&args[i..], rows))
+        .collect::<Result<_>>()?;
+    let mut out = StringBuilder::new();
+    for row in 0..rows {
+        let Some(Some(template)) = columns.first().map(|c| &c[row]) else {
+            out.append_null();
+            continue;
+        };
+        let values: Vec<Option<&str>> = columns[1..].iter().map(|c| c[row].as_deref()).collect();
+        out.append_value(format_text(template, &values)?);
+    }
+    Ok(ColumnarValue::Array(Arc::new(out.finish())))
+}
+
+/// PostgreSQL's `format()`: `%s` (the value, NULL as nothing), `%I` (an identifier, quoted
+/// when needed), `%L` (a literal, NULL as `NULL`), `%%`, and `%n$` positions.
+fn format_text(template: &str, values: &[Option<&str>]) -> Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut chars = template.chars().peekable();
+    let mut next = 0;
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        if !digits.is_empty() {
+            if chars.next() != Some('$') {
+                return exec_err!("unsupported format specifier: only %n$ positions are");
+            }
+            next = digits.parse::<usize>().unwrap_or(0).saturating_sub(1);
+        }
+        let conversion = chars.next();
+        if conversion == Some('%') && digits.is_empty() {
+            out.push('%');
+            continue;
+        }
+        let Some(value) = values.get(next) else {
+            return exec_err!("too few arguments for format()");
+        };
+        next += 1;
+        match (conversion, value) {
+            (Some('s'), Some(value)) => out.push_str(value),
+            (Some('s'), None) => {}
+            (Some('I'), Some(value)) => out.push_str(&quote_identifier(value)),
+            (Some('I'), None) => {
+                return exec_err!("null values cannot be formatted as an SQL identifier");
+            }
+            (Some('L'), Some(value)) => out.push_str(&format!("'{}'", value.replace('\'', "''"))),
+            (Some('L'), None) => out.push_str("NULL"),
+            (other, _) => {
+                return exec_err!(
+                    "unrecognized format() type specifier {:?}",
+                    other.unwrap_or(' ')
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `name` as an SQL identifier: as it is when it is a lower-case name, else double-quoted.
+fn quote_identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 /// `pg_*_is_visible(oid)`: everything polygate lists is visible.
@@ -433,4 +530,42 @@ fn json_string(text: &str) -> String {
     }
     quoted.push('"');
     quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_follows_postgresql() {
+        let cases: &[(&str, &[Option<&str>], &str)] = &[
+            ("%s", &[Some("users")], "users"),
+            ("%s-%s", &[Some("a"), None], "a-"),
+            (
+                "\"%s\".\"%s\"",
+                &[Some("shop"), Some("t")],
+                "\"shop\".\"t\"",
+            ),
+            (
+                "%I.%I",
+                &[Some("shop"), Some("customers")],
+                "shop.customers",
+            ),
+            ("%I", &[Some("Mixed Case")], "\"Mixed Case\""),
+            ("%I", &[Some("a\"b")], "\"a\"\"b\""),
+            ("%L and %L", &[Some("it's"), None], "'it''s' and NULL"),
+            ("100%% %s", &[Some("sure")], "100% sure"),
+            ("%2$s %1$s", &[Some("a"), Some("b")], "b a"),
+        ];
+        for (template, values, expected) in cases {
+            assert_eq!(
+                format_text(template, values).unwrap(),
+                *expected,
+                "{template}"
+            );
+        }
+        assert!(format_text("%s %s", &[Some("a")]).is_err());
+        assert!(format_text("%x", &[Some("a")]).is_err());
+        assert!(format_text("%I", &[None]).is_err());
+    }
 }

@@ -23,7 +23,7 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 
 use crate::settings::Settings;
@@ -149,7 +149,9 @@ pub fn install(
     let pg_catalog = Arc::new(PgCatalogSchemaProvider::try_new(
         info.clone(),
         Arc::clone(&static_tables.0),
-        EmptyContextProvider,
+        SessionRoles {
+            user: session.user.clone(),
+        },
     )?);
     let catalog = SessionCatalog {
         sources: Arc::clone(&sources),
@@ -163,6 +165,34 @@ pub fn install(
     ctx.register_catalog(&session.database, Arc::new(catalog));
     functions::register(ctx, static_tables, session);
     Ok(())
+}
+
+/// `pg_roles` as a session sees it: the user it connected as, a login role without
+/// privileges to change anything.
+#[derive(Debug, Clone)]
+struct SessionRoles {
+    user: String,
+}
+
+#[async_trait]
+impl PgCatalogContextProvider for SessionRoles {
+    async fn roles(&self) -> Vec<String> {
+        vec![self.user.clone()]
+    }
+
+    async fn role(&self, name: &str) -> Option<Role> {
+        (name == self.user).then(|| Role {
+            name: name.to_owned(),
+            is_superuser: false,
+            can_login: true,
+            can_create_db: false,
+            can_create_role: false,
+            can_create_user: false,
+            can_replication: false,
+            grants: Vec::new(),
+            inherited_roles: Vec::new(),
+        })
+    }
 }
 
 /// The catalog a session sees: the sources' schemas and the system schemas.
