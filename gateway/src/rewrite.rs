@@ -12,6 +12,9 @@
 //! - `CASE WHEN c THEN (SELECT ... catalog ...) ELSE NULL END`: DataFusion cannot run a
 //!   correlated subquery inside CASE, so `c` moves into the subquery's WHERE, which gives the
 //!   same NULL when `c` does not hold.
+//! - Catalog subqueries whose conditions or value read the enclosing row in ways DataFusion
+//!   cannot decorrelate are reshaped into ones it can ([`fold_outer_conditions`],
+//!   [`lift_outer_columns`]), and `CAST(computed name AS regclass)` becomes a lookup.
 
 use std::ops::ControlFlow;
 
@@ -22,6 +25,10 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+
+/// `pg_if_found(found, value)`: `value` where `found` is true, else NULL (a CASE DataFusion
+/// evaluates with subqueries in it); see [`lift_outer_columns`].
+pub const IF_FOUND_FUNCTION: &str = "pg_if_found";
 
 /// The function the LIKE rewrite calls; see [`backslash_escaped`].
 pub const LIKE_ESCAPE_FUNCTION: &str = "pg_like_escape";
@@ -56,8 +63,10 @@ pub fn rewrite(statement: &mut Statement) {
     });
     // After the CASE rewrites, which move lookups that must not be aggregated yet.
     let _ = visit_expressions_mut(statement, |expr| {
-        if let Expr::Subquery(query) = expr {
-            aggregate_catalog_subquery(query);
+        if let Expr::Subquery(query) = expr
+            && let Some(lifted) = aggregate_catalog_subquery(query)
+        {
+            *expr = lifted;
         }
         ControlFlow::<()>::Continue(())
     });
@@ -235,10 +244,12 @@ fn lookup(query: &Query, taken: &[String]) -> Option<(TableWithJoins, Expr, Opti
         .all(|name| !taken.contains(name));
     (plain && fresh).then(|| (from.clone(), column.clone(), select.selection.clone()))
 }
-/// Wraps the single column of a scalar subquery over catalog tables in `first_value`.
-fn aggregate_catalog_subquery(query: &mut Query) {
+/// Wraps the single column of a scalar subquery over catalog tables in `first_value`, after
+/// [`fold_outer_conditions`]. When that column reads the enclosing row, which DataFusion
+/// cannot plan, returns what replaces the whole subquery; see [`lift_outer_columns`].
+fn aggregate_catalog_subquery(query: &mut Query) -> Option<Expr> {
     let SetExpr::Select(select) = query.body.as_mut() else {
-        return;
+        return None;
     };
     let ungrouped = matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
     if !ungrouped
@@ -246,18 +257,65 @@ fn aggregate_catalog_subquery(query: &mut Query) {
         || select.projection.len() != 1
         || select.having.is_some()
     {
-        return;
+        return None;
     }
+    fold_outer_conditions(select);
+    let inner = inner_names(select);
     let expr = match &mut select.projection[0] {
         SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
-        _ => return,
+        _ => return None,
     };
+    if matches!(Side::of(expr, &inner), Side::Outer | Side::Mixed) && !is_aggregate(expr) {
+        return lift_outer_columns(select);
+    }
     if !is_aggregate(expr)
         && let Some(wrapped) = parse_expr(&format!("first_value({expr})"))
     {
         *expr = wrapped;
     }
-    fold_outer_conditions(select);
+    None
+}
+
+/// A catalog lookup whose value reads the enclosing row (SQLAlchemy's `(SELECT
+/// json_build_object('always', a.attidentity = 'a', 'start', s.seqstart, ...) FROM
+/// pg_sequence s WHERE ...)`) as that value computed outside: each of its inner columns is
+/// looked up on its own, and the whole is NULL where the lookup finds no row,
+/// `pg_if_found((SELECT first_value(true) FROM ... WHERE ...), json_build_object('always',
+/// a.attidentity = 'a', 'start', (SELECT first_value(s.seqstart) FROM ... WHERE ...), ...))`.
+fn lift_outer_columns(select: &Select) -> Option<Expr> {
+    let (SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) =
+        select.projection.first()?
+    else {
+        return None;
+    };
+    let inner = inner_names(select);
+    let from = select
+        .from
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = select
+        .selection
+        .as_ref()
+        .map(|w| format!(" WHERE {w}"))
+        .unwrap_or_default();
+    let lookup = |what: &dyn std::fmt::Display| {
+        parse_expr(&format!("(SELECT first_value({what}) FROM {from}{filter})"))
+    };
+    let mut value = value.clone();
+    let mut lifted = true;
+    let _ = visit_expressions_mut(&mut value, |expr| {
+        if matches!(expr, Expr::CompoundIdentifier(_)) && Side::of(expr, &inner) == Side::Inner {
+            match lookup(expr) {
+                Some(column) => *expr = column,
+                None => lifted = false,
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let found = lookup(&"true")?;
+    lifted.then(|| parse_expr(&format!("{IF_FOUND_FUNCTION}({found}, {value})")))?
 }
 
 /// Rewrites the WHERE of a catalog subquery so that DataFusion can decorrelate it.
@@ -481,15 +539,17 @@ fn is_aggregate(expr: &Expr) -> bool {
         "first_value",
         "last_value",
     ];
-    match expr {
-        Expr::Function(function) => {
+    // Any aggregate call in `expr`, such as `count(*) > 0`.
+    let mut found = false;
+    let _ = visit_expressions(expr, |e| {
+        if let Expr::Function(function) = e {
             let name = function.name.to_string().to_ascii_lowercase();
             let name = name.rsplit('.').next().unwrap_or(&name);
-            AGGREGATES.contains(&name)
+            found |= AGGREGATES.contains(&name);
         }
-        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => is_aggregate(inner),
-        _ => false,
-    }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 fn parse_expr(sql: &str) -> Option<Expr> {
@@ -577,6 +637,14 @@ mod tests {
             (
                 "SELECT col_description(CAST(CAST(FORMAT('%I.%I', t.s, t.n) AS REGCLASS) AS OID), 1), CAST(a.attrelid AS REGCLASS) FROM t, pg_attribute a",
                 "SELECT col_description(CAST((SELECT first_value(c.oid) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid WHERE n.nspname = CASE WHEN array_length(parse_ident(FORMAT('%I.%I', t.s, t.n)), 1) = 2 THEN parse_ident(FORMAT('%I.%I', t.s, t.n))[1] ELSE current_schema() END AND c.relname = parse_ident(FORMAT('%I.%I', t.s, t.n))[CAST(array_length(parse_ident(FORMAT('%I.%I', t.s, t.n)), 1) AS BIGINT)]) AS OID), 1), CAST(a.attrelid AS REGCLASS) FROM t, pg_attribute a",
+            ),
+            (
+                "SELECT (SELECT json_build_object('always', a.attidentity = 'a', 'start', s.seqstart) FROM pg_catalog.pg_sequence s WHERE s.seqrelid = a.attrelid) FROM pg_catalog.pg_attribute a",
+                "SELECT pg_if_found((SELECT first_value(true) FROM pg_catalog.pg_sequence s WHERE s.seqrelid = a.attrelid), json_build_object('always', a.attidentity = 'a', 'start', (SELECT first_value(s.seqstart) FROM pg_catalog.pg_sequence s WHERE s.seqrelid = a.attrelid))) FROM pg_catalog.pg_attribute a",
+            ),
+            (
+                "SELECT (SELECT count(*) > 0 FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid) FROM pg_catalog.pg_namespace n",
+                "SELECT (SELECT count(*) > 0 FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid) FROM pg_catalog.pg_namespace n",
             ),
             (
                 "SELECT (SELECT count(*) FROM pg_class) AS n",

@@ -103,6 +103,7 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
         },
     )));
+    ctx.register_udf(ScalarUDF::new_from_impl(IfFound::default()));
     for function in session_functions(&session) {
         ctx.register_udf(ScalarUDF::new_from_impl(function));
     }
@@ -115,6 +116,50 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
     *state.write() = with_types;
     // generate_series over int4 bounds, as psql's queries write it.
     generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
+}
+
+/// `pg_if_found(found, value)`: `value` where `found` is true, NULL elsewhere; see
+/// `rewrite::lift_outer_columns`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IfFound {
+    signature: Signature,
+}
+
+impl Default for IfFound {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for IfFound {
+    fn name(&self) -> &str {
+        crate::rewrite::IF_FOUND_FUNCTION
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types.get(1).cloned().unwrap_or(DataType::Null))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let [found, value] = args.args.as_slice() else {
+            return exec_err!("pg_if_found takes two arguments");
+        };
+        let found = datafusion::arrow::compute::cast(&found.to_array(rows)?, &DataType::Boolean)?;
+        // Rows where `found` is false or NULL become NULL.
+        let keep = datafusion::arrow::compute::prep_null_mask_filter(found.as_boolean());
+        let value = value.to_array(rows)?;
+        let dropped = datafusion::arrow::compute::not(&keep)?;
+        Ok(ColumnarValue::Array(datafusion::arrow::compute::nullif(
+            &value, &dropped,
+        )?))
+    }
 }
 
 type Body = dyn Fn(&[ColumnarValue], usize) -> Result<ColumnarValue> + Send + Sync;
