@@ -15,16 +15,19 @@ use std::sync::{Arc, RwLock};
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
-use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
+use datafusion_pg_catalog::pg_catalog::{
+    ArrowTable, PgCatalogSchemaProvider, PgCatalogStaticTables,
+};
 
 use crate::settings::Settings;
 
@@ -88,7 +91,19 @@ pub struct StaticTables(Arc<PgCatalogStaticTables>, Arc<HashMap<String, i32>>);
 impl StaticTables {
     /// Loads them.
     pub fn load() -> Result<Self> {
-        let tables = PgCatalogStaticTables::try_new()?;
+        let mut tables = PgCatalogStaticTables::try_new()?;
+        tables.pg_constraint = Arc::new(with_typed_arrays(
+            &tables.pg_constraint,
+            &[
+                ("conkey", DataType::Int16),
+                ("confkey", DataType::Int16),
+                ("confdelsetcols", DataType::Int16),
+                ("conpfeqop", DataType::Int32),
+                ("conppeqop", DataType::Int32),
+                ("conffeqop", DataType::Int32),
+                ("conexclop", DataType::Int32),
+            ],
+        )?);
         let mut types = HashMap::new();
         for batch in tables.pg_type.data() {
             let (Some(oids), Some(names)) =
@@ -165,6 +180,78 @@ pub fn install(
     ctx.register_catalog(&session.database, Arc::new(catalog));
     functions::register(ctx, static_tables, session);
     Ok(())
+}
+
+/// `table` with the named columns, which the library's snapshot stores as text (`[1, 2]`),
+/// as the arrays PostgreSQL has there (`int2[]`, `oid[]`), so that `= ANY(conkey)` and
+/// `unnest(conkey)` work.
+fn with_typed_arrays(table: &ArrowTable, columns: &[(&str, DataType)]) -> Result<ArrowTable> {
+    let schema = table.schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(
+            |field| match columns.iter().find(|(name, _)| name == field.name()) {
+                Some((_, item)) => Field::new(
+                    field.name(),
+                    DataType::List(Arc::new(Field::new("item", item.clone(), true))),
+                    true,
+                ),
+                None => field.as_ref().clone(),
+            },
+        )
+        .collect();
+    let typed = Arc::new(Schema::new(fields));
+    let mut batches = Vec::new();
+    for batch in table.data() {
+        let mut arrays = Vec::new();
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            arrays.push(
+                match columns.iter().find(|(name, _)| name == field.name()) {
+                    Some((_, item)) => parse_array_column(array, item)?,
+                    None => Arc::clone(array),
+                },
+            );
+        }
+        batches.push(RecordBatch::try_new(Arc::clone(&typed), arrays)?);
+    }
+    let mut ipc = Vec::new();
+    let mut writer = FileWriter::try_new(&mut ipc, &typed)?;
+    for batch in &batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    ArrowTable::from_ipc_data(ipc)
+}
+
+/// Text arrays (`[1, 2]` or `{1,2}`) as a list of `item` values.
+fn parse_array_column(array: &ArrayRef, item: &DataType) -> Result<ArrayRef> {
+    let texts = cast(array, &DataType::Utf8)?;
+    let texts = texts.as_string::<i32>();
+    let mut values: Vec<Option<Vec<Option<i64>>>> = Vec::with_capacity(texts.len());
+    for text in texts.iter() {
+        values.push(match text {
+            None => None,
+            Some(text) => {
+                let inner = text
+                    .trim()
+                    .trim_matches(|c| matches!(c, '[' | ']' | '{' | '}'));
+                let mut parsed = Vec::new();
+                for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    parsed.push(Some(part.parse::<i64>().map_err(|_| {
+                        DataFusionError::Internal(format!("catalog array value {text:?}"))
+                    })?));
+                }
+                Some(parsed)
+            }
+        });
+    }
+    let list = ListArray::from_iter_primitive::<Int64Type, _, _>(values);
+    Ok(cast(
+        &list,
+        &DataType::List(Arc::new(Field::new("item", item.clone(), true))),
+    )?)
 }
 
 /// `pg_roles` as a session sees it: the user it connected as, a login role without
