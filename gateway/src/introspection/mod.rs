@@ -15,12 +15,15 @@ use std::sync::{Arc, RwLock};
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListArray, RecordBatch, StringArray,
+    new_null_array,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::datasource::TableType;
+use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
@@ -161,13 +164,17 @@ pub fn install(
         database: session.database.clone(),
         sources: Arc::clone(&sources),
     };
-    let pg_catalog = Arc::new(PgCatalogSchemaProvider::try_new(
+    let library = Arc::new(PgCatalogSchemaProvider::try_new(
         info.clone(),
         Arc::clone(&static_tables.0),
         SessionRoles {
             user: session.user.clone(),
         },
     )?);
+    let pg_catalog: Arc<dyn SchemaProvider> = Arc::new(PgCatalog {
+        library,
+        pg_user: pg_user(&session.user)?,
+    });
     let catalog = SessionCatalog {
         sources: Arc::clone(&sources),
         pg_catalog: pg_catalog.clone(),
@@ -180,6 +187,73 @@ pub fn install(
     ctx.register_catalog(&session.database, Arc::new(catalog));
     functions::register(ctx, static_tables, session);
     Ok(())
+}
+
+/// `pg_catalog`: the library's tables, and the views it does not have (`pg_user`).
+#[derive(Debug)]
+struct PgCatalog {
+    library: Arc<dyn SchemaProvider>,
+    pg_user: Arc<dyn TableProvider>,
+}
+
+const PG_USER: &str = "pg_user";
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.library.table_names();
+        names.push(PG_USER.to_owned());
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match name {
+            PG_USER => Ok(Some(Arc::clone(&self.pg_user))),
+            _ => self.library.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name == PG_USER || self.library.table_exist(name)
+    }
+}
+
+/// `pg_user` for a session: its user, as `pg_roles` lists it (a login role that may not
+/// create or change anything), with PostgreSQL's columns.
+fn pg_user(user: &str) -> Result<Arc<dyn TableProvider>> {
+    let text_list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("usename", DataType::Utf8, false),
+        Field::new("usesysid", DataType::Int32, false),
+        Field::new("usecreatedb", DataType::Boolean, false),
+        Field::new("usesuper", DataType::Boolean, false),
+        Field::new("userepl", DataType::Boolean, false),
+        Field::new("usebypassrls", DataType::Boolean, false),
+        Field::new("passwd", DataType::Utf8, true),
+        Field::new(
+            "valuntil",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("useconfig", text_list.clone(), true),
+    ]));
+    let no = || Arc::new(BooleanArray::from(vec![false])) as ArrayRef;
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(vec![user])),
+            // The oid pg_roles gives every role.
+            Arc::new(Int32Array::from(vec![0])),
+            no(),
+            no(),
+            no(),
+            no(),
+            Arc::new(StringArray::from(vec!["********"])),
+            new_null_array(schema.field(7).data_type(), 1),
+            new_null_array(&text_list, 1),
+        ],
+    )?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
 /// `table` with the named columns, which the library's snapshot stores as text (`[1, 2]`),
