@@ -76,10 +76,11 @@ pub fn rewrite(statement: &mut Statement) {
 /// `CAST(FORMAT('%I.%I', schema, table) AS REGCLASS)`) as the lookup of that relation's oid.
 ///
 /// `datafusion-pg-catalog` resolves casts of literals and parameters; a computed name becomes
-/// a correlated subquery on the schema and relation names that `parse_ident` reads from it
-/// (an unqualified name is looked up in the current schema). Only names built by string
-/// functions, concatenation or a cast to text are taken: `attrelid::regclass` turns an oid
-/// into a name, the other way round.
+/// a correlated subquery on the schema and relation names that `parse_ident` reads from it.
+/// Two differences from PostgreSQL: an unqualified name is looked up in the current schema
+/// only, and a name that matches no relation gives NULL (as `to_regclass()` does) where
+/// PostgreSQL's cast raises 42P01. Only names built by string functions, concatenation or a
+/// cast to text are taken: `attrelid::regclass` turns an oid into a name, the other way round.
 fn regclass_of_text(expr: &Expr) -> Option<Expr> {
     let Expr::Cast {
         expr: operand,
@@ -357,6 +358,8 @@ fn fold_outer_conditions(select: &mut Select) {
         .filter_map(equality)
         .map(|(inner, outer)| (inner, outer.to_string()))
         .collect();
+    // An equality is Mixed, so it stays among `kept`, and outer-only conditions always have
+    // one to fold into.
     let (outer_only, mut kept): (Vec<Expr>, Vec<Expr>) =
         conjuncts.into_iter().partition(|c| side(c) == Side::Outer);
     for conjunct in &mut kept {
@@ -398,7 +401,9 @@ fn fold_outer_conditions(select: &mut Select) {
 /// Which side of a correlated subquery an expression reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
-    /// Only the subquery's own tables (or nothing).
+    /// No column at all.
+    Constant,
+    /// Only the subquery's own tables.
     Inner,
     /// Only the enclosing query's columns.
     Outer,
@@ -434,7 +439,8 @@ impl Side {
             (true, _, _) => Self::Unknown,
             (false, true, true) => Self::Mixed,
             (false, false, true) => Self::Outer,
-            (false, _, false) => Self::Inner,
+            (false, true, false) => Self::Inner,
+            (false, false, false) => Self::Constant,
         }
     }
 }
@@ -645,6 +651,10 @@ mod tests {
             (
                 "SELECT (SELECT count(*) > 0 FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid) FROM pg_catalog.pg_namespace n",
                 "SELECT (SELECT count(*) > 0 FROM pg_catalog.pg_class c WHERE c.relnamespace = n.oid) FROM pg_catalog.pg_namespace n",
+            ),
+            (
+                "SELECT (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE a.attnum = 1 AND d.adrelid > a.attrelid) FROM pg_attribute a",
+                "SELECT (SELECT first_value(d.adbin) FROM pg_catalog.pg_attrdef d WHERE a.attnum = 1 AND d.adrelid > a.attrelid) FROM pg_attribute a",
             ),
             (
                 "SELECT (SELECT count(*) FROM pg_class) AS n",
