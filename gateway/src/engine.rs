@@ -39,6 +39,8 @@ struct Inner {
     parser: PgParser,
     defaults: SessionDefaults,
     max_result_rows: Option<u64>,
+    /// When this engine was made: the gateway's start.
+    started: std::time::SystemTime,
 }
 
 /// One session: its DataFusion context and what introspection reads of it.
@@ -134,6 +136,7 @@ impl Engine {
                     idle_session_timeout: gateway.idle_session_timeout,
                 },
                 max_result_rows: gateway.max_result_rows,
+                started: std::time::SystemTime::now(),
             }),
         })
     }
@@ -180,6 +183,7 @@ impl Engine {
             database: database.to_owned(),
             settings: Arc::new(RwLock::new(settings)),
             sources: self.inner.catalog.catalog_provider(),
+            started: self.inner.started,
         });
         introspection::install(&ctx, &self.inner.static_tables, Arc::clone(&info))?;
         Ok(QuerySession { ctx, info })

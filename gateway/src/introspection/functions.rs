@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, StringBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::common::{ScalarValue, exec_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
@@ -274,6 +274,7 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
     let settings_for_set = Arc::clone(session);
     let schema_session = Arc::clone(session);
     let schemas_session = Arc::clone(session);
+    let started = session.started;
     let nothing = |name| {
         function(
             name,
@@ -377,6 +378,20 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
                 }
                 let array: ArrayRef = Arc::new(list.finish());
                 Ok(ColumnarValue::Array(array))
+            },
+        ),
+        function(
+            "pg_postmaster_start_time",
+            Signature::exact(vec![], Volatility::Stable),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            move |_, _| {
+                let micros = started
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+                Ok(ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(
+                    Some(micros),
+                    Some("UTC".into()),
+                )))
             },
         ),
         function(

@@ -56,6 +56,8 @@ pub struct SessionInfo {
     pub settings: Arc<RwLock<Settings>>,
     /// Every source's schemas.
     pub sources: Arc<dyn CatalogProvider>,
+    /// When the gateway started (`pg_postmaster_start_time()`).
+    pub started: std::time::SystemTime,
 }
 
 impl SessionInfo {

@@ -111,7 +111,32 @@ async fn main() -> anyhow::Result<()> {
         "through polygate",
         &through,
     );
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        direct.push(fetch_binary_apart(&url, &all(TABLE), rows).await?);
+        through.push(fetch_binary_apart(&gateway_url, &all(&format!("pg.{TABLE}")), rows).await?);
+    }
+    report(
+        "egress, tokio-postgres (binary), client on a runtime of its own",
+        "on PostgreSQL",
+        &direct,
+        "through polygate",
+        &through,
+    );
     Ok(())
+}
+
+/// [`fetch_binary`] on a single-threaded runtime of its own, as a client program would run:
+/// above, the client shares this process's two worker threads with the gateway it measures.
+async fn fetch_binary_apart(url: &str, sql: &str, rows: i64) -> anyhow::Result<Duration> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(fetch_binary(&url, &sql, rows))
+    })
+    .await?
 }
 
 /// Fetches every row of `sql` with tokio-postgres (binary format, rows streamed and
