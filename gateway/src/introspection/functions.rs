@@ -25,10 +25,10 @@ use datafusion_pg_catalog::pg_catalog::{
     create_pg_get_statisticsobjdef_columns_udf, create_pg_get_userbyid_udf,
     create_pg_relation_is_publishable_udf, create_pg_relation_size_udf,
     create_pg_stat_get_numscans, create_pg_table_is_visible, create_pg_total_relation_size_udf,
-    format_type, generate_series_arg_coercion, has_privilege_udf, oid_type_planner,
-    pg_get_expr_udf, quote_ident_udf,
+    format_type, generate_series_arg_coercion, has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
 };
 
+use super::system_columns::{FROZEN_AGE, PgTypePlanner};
 use super::{SessionInfo, StaticTables};
 use crate::settings::{SERVER_VERSION, SettingError};
 
@@ -107,11 +107,11 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
     for function in session_functions(&session) {
         ctx.register_udf(ScalarUDF::new_from_impl(function));
     }
-    // `regclass`, `regtype`, `oid` and the other oid aliases as type names in casts.
+    // `regclass`, `regtype`, `oid` and the other oid aliases, and `xid`, as type names in casts.
     let state = ctx.state_ref();
     let with_types =
         datafusion::execution::SessionStateBuilder::new_from_existing(state.read().clone())
-            .with_type_planner(Arc::new(oid_type_planner::PgOidTypePlanner))
+            .with_type_planner(Arc::new(PgTypePlanner::default()))
             .build();
     *state.write() = with_types;
     // generate_series over int4 bounds, as psql's queries write it.
@@ -392,6 +392,19 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
                     Some(micros),
                     Some("UTC".into()),
                 )))
+            },
+        ),
+        // Every transaction id polygate shows is frozen (see `system_columns`).
+        function(
+            "age",
+            Signature::uniform(1, vec![DataType::Int64], Volatility::Stable),
+            DataType::Int32,
+            |args, rows| {
+                let xids = args[0].to_array(rows)?;
+                let ages: Int32Array = (0..rows)
+                    .map(|row| xids.is_valid(row).then_some(FROZEN_AGE))
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(ages)))
             },
         ),
         function(

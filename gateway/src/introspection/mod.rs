@@ -9,6 +9,7 @@
 
 mod functions;
 mod information_schema;
+mod system_columns;
 
 use std::sync::{Arc, RwLock};
 
@@ -191,7 +192,8 @@ pub fn install(
     Ok(())
 }
 
-/// `pg_catalog`: the library's tables, and the views it does not have (`pg_user`).
+/// `pg_catalog`: the library's tables, each with the `xmin` system column, and the views it
+/// does not have (`pg_user`).
 #[derive(Debug)]
 struct PgCatalog {
     library: Arc<dyn SchemaProvider>,
@@ -211,7 +213,11 @@ impl SchemaProvider for PgCatalog {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         match name {
             PG_USER => Ok(Some(Arc::clone(&self.pg_user))),
-            _ => self.library.table(name).await,
+            _ => Ok(self
+                .library
+                .table(name)
+                .await?
+                .map(system_columns::WithXmin::wrap)),
         }
     }
 
