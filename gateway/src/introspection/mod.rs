@@ -217,7 +217,7 @@ impl SchemaProvider for PgCatalog {
                 .library
                 .table(name)
                 .await?
-                .map(system_columns::WithXmin::wrap)),
+                .map(|table| system_columns::WithXmin::wrap(name, table))),
         }
     }
 

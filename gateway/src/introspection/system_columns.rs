@@ -33,24 +33,60 @@ pub const FROZEN_XID: i64 = 2;
 /// What `age()` answers for a frozen (or any special) transaction id.
 pub const FROZEN_AGE: i32 = i32::MAX;
 
-/// A catalog table with an `xmin` column after its own.
+/// A catalog table with an `xmin` column after its own, and the columns PostgreSQL has that
+/// `datafusion-pg-catalog`'s table lacks (`pg_class.reloptions`), NULL in every row.
 #[derive(Debug)]
 pub struct WithXmin {
     inner: Arc<dyn TableProvider>,
     schema: SchemaRef,
+    /// The value of each column after the inner table's.
+    added: Vec<ScalarValue>,
+}
+
+/// A column a table of the library lacks.
+struct Missing {
+    table: &'static str,
+    column: &'static str,
+    data_type: fn() -> DataType,
+}
+
+const MISSING: &[Missing] = &[Missing {
+    table: "pg_class",
+    column: "reloptions",
+    data_type: text_array,
+}];
+
+fn text_array() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
 impl WithXmin {
-    /// `inner` with `xmin`, unless it has a column of that name already.
-    pub fn wrap(inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
+    /// `inner`, the table `name`, with `xmin` unless it has a column of that name already,
+    /// and with the columns of [`MISSING`] it lacks.
+    pub fn wrap(name: &str, inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
         let own = inner.schema();
-        if own.field_with_name(XMIN).is_ok() {
+        let mut fields: Vec<FieldRef> = own.fields().iter().cloned().collect();
+        let mut added = Vec::new();
+        for missing in MISSING {
+            if missing.table == name && own.field_with_name(missing.column).is_err() {
+                let data_type = (missing.data_type)();
+                added.push(ScalarValue::try_from(&data_type).unwrap_or(ScalarValue::Null));
+                fields.push(Arc::new(Field::new(missing.column, data_type, true)));
+            }
+        }
+        if own.field_with_name(XMIN).is_err() {
+            added.push(ScalarValue::Int64(Some(FROZEN_XID)));
+            fields.push(Arc::new(Field::new(XMIN, DataType::Int64, false)));
+        }
+        if added.is_empty() {
             return inner;
         }
-        let mut fields: Vec<FieldRef> = own.fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(XMIN, DataType::Int64, false)));
         let schema = Arc::new(Schema::new_with_metadata(fields, own.metadata().clone()));
-        Arc::new(Self { inner, schema })
+        Arc::new(Self {
+            inner,
+            schema,
+            added,
+        })
     }
 }
 
@@ -84,7 +120,7 @@ impl TableProvider for WithXmin {
         let own = self.inner.schema().fields().len();
         let wanted: Vec<usize> = match projection {
             Some(p) => p.clone(),
-            None => (0..=own).collect(),
+            None => (0..self.schema.fields().len()).collect(),
         };
         let inner_columns: Vec<usize> = wanted.iter().copied().filter(|&i| i < own).collect();
         let input = self
@@ -99,8 +135,8 @@ impl TableProvider for WithXmin {
                 exprs.push((Arc::new(Column::new(&name, next)), name));
                 next += 1;
             } else {
-                let frozen = Literal::new(ScalarValue::Int64(Some(FROZEN_XID)));
-                exprs.push((Arc::new(frozen), name));
+                let value = Literal::new(self.added[index - own].clone());
+                exprs.push((Arc::new(value), name));
             }
         }
         Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
