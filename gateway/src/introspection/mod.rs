@@ -176,7 +176,10 @@ pub fn install(
     )?);
     let pg_catalog: Arc<dyn SchemaProvider> = Arc::new(PgCatalog {
         library,
-        pg_user: pg_user(&session.user)?,
+        views: vec![
+            ("pg_user", pg_user(&session.user)?),
+            ("pg_locks", pg_locks()?),
+        ],
     });
     let catalog = SessionCatalog {
         sources: Arc::clone(&sources),
@@ -193,37 +196,70 @@ pub fn install(
 }
 
 /// `pg_catalog`: the library's tables, each with the `xmin` system column, and the views it
-/// does not have (`pg_user`).
+/// does not have (`pg_user`, `pg_locks`).
 #[derive(Debug)]
 struct PgCatalog {
     library: Arc<dyn SchemaProvider>,
-    pg_user: Arc<dyn TableProvider>,
+    /// Views of our own, by name.
+    views: Vec<(&'static str, Arc<dyn TableProvider>)>,
 }
 
-const PG_USER: &str = "pg_user";
+impl PgCatalog {
+    fn view(&self, name: &str) -> Option<&Arc<dyn TableProvider>> {
+        self.views.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+    }
+}
 
 #[async_trait]
 impl SchemaProvider for PgCatalog {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.library.table_names();
-        names.push(PG_USER.to_owned());
+        names.extend(self.views.iter().map(|(name, _)| (*name).to_owned()));
         names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        match name {
-            PG_USER => Ok(Some(Arc::clone(&self.pg_user))),
-            _ => Ok(self
-                .library
-                .table(name)
-                .await?
-                .map(|table| system_columns::WithXmin::wrap(name, table))),
+        if let Some(view) = self.view(name) {
+            return Ok(Some(Arc::clone(view)));
         }
+        Ok(self
+            .library
+            .table(name)
+            .await?
+            .map(|table| system_columns::WithXmin::wrap(name, table)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name == PG_USER || self.library.table_exist(name)
+        self.view(name).is_some() || self.library.table_exist(name)
     }
+}
+
+/// `pg_locks`, with PostgreSQL's columns and no rows: polygate takes no locks in any store
+/// (its reads are snapshots or cursors), and has no transactions to hold them.
+fn pg_locks() -> Result<Arc<dyn TableProvider>> {
+    let column = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    let schema = Arc::new(Schema::new(vec![
+        column("locktype", DataType::Utf8),
+        column("database", DataType::Int32),
+        column("relation", DataType::Int32),
+        column("page", DataType::Int32),
+        column("tuple", DataType::Int16),
+        column("virtualxid", DataType::Utf8),
+        column("transactionid", DataType::Int64),
+        column("classid", DataType::Int32),
+        column("objid", DataType::Int32),
+        column("objsubid", DataType::Int16),
+        column("virtualtransaction", DataType::Utf8),
+        column("pid", DataType::Int32),
+        column("mode", DataType::Utf8),
+        column("granted", DataType::Boolean),
+        column("fastpath", DataType::Boolean),
+        column(
+            "waitstart",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ),
+    ]));
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
 }
 
 /// `pg_user` for a session: its user, as `pg_roles` lists it (a login role that may not
