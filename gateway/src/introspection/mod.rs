@@ -17,11 +17,13 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListArray, RecordBatch, StringArray,
-    new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, IntervalMonthDayNanoArray, ListArray,
+    RecordBatch, StringArray, new_null_array,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, IntervalMonthDayNano, IntervalUnit, Schema, SchemaRef, TimeUnit,
+};
 use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::{MemTable, TableType};
@@ -92,7 +94,12 @@ impl SessionInfo {
 /// The tables that never change from one gateway to another (pg_type, pg_proc, ...), loaded
 /// once per gateway, and the type OIDs by name for `to_regtype`.
 #[derive(Debug, Clone)]
-pub struct StaticTables(Arc<PgCatalogStaticTables>, Arc<HashMap<String, i32>>);
+pub struct StaticTables(
+    Arc<PgCatalogStaticTables>,
+    Arc<HashMap<String, i32>>,
+    /// `pg_timezone_names` and `pg_timezone_abbrevs`, as of the gateway's start.
+    Arc<[Arc<dyn TableProvider>; 2]>,
+);
 
 impl StaticTables {
     /// Loads them.
@@ -130,7 +137,11 @@ impl StaticTables {
                 }
             }
         }
-        Ok(Self(Arc::new(tables), Arc::new(types)))
+        Ok(Self(
+            Arc::new(tables),
+            Arc::new(types),
+            Arc::new(time_zones()?),
+        ))
     }
 
     /// The OID of the type named `name` (`int4`, `integer`, `text`, `_int4`), if there is one.
@@ -179,6 +190,8 @@ pub fn install(
         views: vec![
             ("pg_user", pg_user(&session.user)?),
             ("pg_locks", pg_locks()?),
+            ("pg_timezone_names", Arc::clone(&static_tables.2[0])),
+            ("pg_timezone_abbrevs", Arc::clone(&static_tables.2[1])),
         ],
     });
     let catalog = SessionCatalog {
@@ -232,6 +245,68 @@ impl SchemaProvider for PgCatalog {
     fn table_exist(&self, name: &str) -> bool {
         self.view(name).is_some() || self.library.table_exist(name)
     }
+}
+
+/// `pg_timezone_names` and `pg_timezone_abbrevs` as of now, from the IANA database that
+/// chrono-tz carries: each zone with its current abbreviation, UTC offset and whether daylight
+/// saving time is in effect; each abbreviation in use now, once.
+fn time_zones() -> Result<[Arc<dyn TableProvider>; 2]> {
+    use chrono_tz::{OffsetComponents, OffsetName};
+    let now = chrono::Utc::now().naive_utc();
+    let interval = DataType::Interval(IntervalUnit::MonthDayNano);
+    let (mut names, mut abbrevs, mut offsets, mut dst) = (vec![], vec![], vec![], vec![]);
+    let mut by_abbrev = std::collections::BTreeMap::new();
+    for zone in chrono_tz::TZ_VARIANTS {
+        let offset = chrono::TimeZone::offset_from_utc_datetime(&zone, &now);
+        let total = offset.base_utc_offset() + offset.dst_offset();
+        let nanos = total.num_nanoseconds().unwrap_or(0);
+        let is_dst = !offset.dst_offset().is_zero();
+        let abbrev = offset.abbreviation().unwrap_or_default().to_owned();
+        by_abbrev.entry(abbrev.clone()).or_insert((nanos, is_dst));
+        names.push(zone.name().to_owned());
+        abbrevs.push(abbrev);
+        offsets.push(IntervalMonthDayNano::new(0, 0, nanos));
+        dst.push(is_dst);
+    }
+    let field = |name: &str, data_type: &DataType| Field::new(name, data_type.clone(), false);
+    let names_schema = Arc::new(Schema::new(vec![
+        field("name", &DataType::Utf8),
+        field("abbrev", &DataType::Utf8),
+        field("utc_offset", &interval),
+        field("is_dst", &DataType::Boolean),
+    ]));
+    let names = RecordBatch::try_new(
+        Arc::clone(&names_schema),
+        vec![
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(abbrevs)),
+            Arc::new(IntervalMonthDayNanoArray::from(offsets)),
+            Arc::new(BooleanArray::from(dst)),
+        ],
+    )?;
+    let abbrevs_schema = Arc::new(Schema::new(vec![
+        field("abbrev", &DataType::Utf8),
+        field("utc_offset", &interval),
+        field("is_dst", &DataType::Boolean),
+    ]));
+    let abbrevs = RecordBatch::try_new(
+        Arc::clone(&abbrevs_schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(by_abbrev.keys())),
+            Arc::new(IntervalMonthDayNanoArray::from_iter_values(
+                by_abbrev
+                    .values()
+                    .map(|(nanos, _)| IntervalMonthDayNano::new(0, 0, *nanos)),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                by_abbrev.values().map(|(_, is_dst)| Some(*is_dst)),
+            )),
+        ],
+    )?;
+    Ok([
+        Arc::new(MemTable::try_new(names_schema, vec![vec![names]])?),
+        Arc::new(MemTable::try_new(abbrevs_schema, vec![vec![abbrevs]])?),
+    ])
 }
 
 /// `pg_locks`, with PostgreSQL's columns and no rows: polygate takes no locks in any store
