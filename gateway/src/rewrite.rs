@@ -20,8 +20,9 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CaseWhen, Expr, GroupByExpr, Query, Select, SelectItem, SetExpr, Statement,
-    TableFactor, TableWithJoins, Value, visit_expressions, visit_expressions_mut,
+    BinaryOperator, CaseWhen, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    Query, Select, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value,
+    visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -58,6 +59,9 @@ pub fn rewrite(statement: &mut Statement) {
         }
         if let Some(lookup) = regclass_of_text(expr) {
             *expr = lookup;
+        }
+        if let Some(subscripts) = generate_subscripts(expr) {
+            *expr = subscripts;
         }
         ControlFlow::<()>::Continue(())
     });
@@ -100,6 +104,33 @@ fn regclass_of_text(expr: &Expr) -> Option<Expr> {
          JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
          WHERE n.nspname = CASE WHEN array_length({parts}, 1) = 2 THEN {parts}[1] ELSE current_schema() END \
          AND c.relname = {parts}[CAST(array_length({parts}, 1) AS BIGINT)])"
+    ))
+}
+
+/// `generate_subscripts(array, d)` in a select list (SQLAlchemy's key reflection, beside
+/// `unnest(indkey)`) as `unnest(range(array_lower(array, d), array_upper(array, d) + 1))`:
+/// DataFusion has no such set-returning function, and unnests several lists of a select list
+/// side by side, as PostgreSQL does with set-returning functions.
+fn generate_subscripts(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(function) = expr else {
+        return None;
+    };
+    let name = function.name.to_string().to_ascii_lowercase();
+    if name.rsplit('.').next() != Some("generate_subscripts") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(dimension)),
+    ] = list.args.as_slice()
+    else {
+        return None;
+    };
+    parse_expr(&format!(
+        "unnest(range(array_lower({array}, {dimension}), array_upper({array}, {dimension}) + 1))"
     ))
 }
 
@@ -672,6 +703,19 @@ mod tests {
             rewrite(&mut statement);
             assert_eq!(statement.to_string(), expected);
         }
+    }
+
+    #[test]
+    fn generate_subscripts_unnests_a_range() {
+        let sql = "SELECT unnest(i.indkey) AS attnum, generate_subscripts(i.indkey, $1::INTEGER) AS ord FROM pg_catalog.pg_index i";
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .expect("parses")
+            .remove(0);
+        rewrite(&mut statement);
+        assert_eq!(
+            statement.to_string(),
+            "SELECT unnest(i.indkey) AS attnum, unnest(range(array_lower(i.indkey, $1::INTEGER), array_upper(i.indkey, $1::INTEGER) + 1)) AS ord FROM pg_catalog.pg_index i"
+        );
     }
 
     #[test]

@@ -10,13 +10,9 @@ import os
 
 import psycopg
 from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
     MetaData,
     Numeric,
     Table,
-    Text,
     create_engine,
     inspect,
     select,
@@ -100,19 +96,17 @@ def check_sqlalchemy(url):
         ("joined", "TIMESTAMP", None, None),
         ("credit", "NUMERIC", None, None),
     ], columns
-    # Table(..., autoload_with=...) also reflects the primary key, whose query unnests
-    # pg_index.indkey with generate_subscripts(), which polygate does not answer yet; the
-    # table is declared here instead.
-    customers = Table(
-        "customers",
-        MetaData(),
-        Column("id", Integer, primary_key=True),
-        Column("name", Text),
-        Column("country", Text),
-        Column("joined", DateTime),
-        Column("credit", Numeric(10, 2)),
-        schema="pg",
-    )
+    # Reflection of the whole table: columns, keys, indexes, constraints, comment. polygate
+    # reports no keys or indexes (its sources' constraints are not carried over).
+    customers = Table("customers", MetaData(), autoload_with=engine, schema="pg")
+    assert [c.name for c in customers.columns] == [
+        "id", "name", "country", "joined", "credit"
+    ], list(customers.columns)
+    assert isinstance(customers.c.credit.type, Numeric), customers.c.credit.type
+    assert inspector.get_pk_constraint("customers", schema="pg")["constrained_columns"] == []
+    assert inspector.get_indexes("customers", schema="pg") == []
+    assert inspector.get_unique_constraints("customers", schema="pg") == []
+    assert inspector.get_foreign_keys("customers", schema="pg") == []
     with engine.connect() as conn:
         rows = conn.execute(
             select(customers.c.name, customers.c.credit, customers.c.joined)

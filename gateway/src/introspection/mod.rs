@@ -117,6 +117,15 @@ impl StaticTables {
                 ("conexclop", DataType::Int32),
             ],
         )?);
+        tables.pg_index = Arc::new(with_typed_arrays(
+            &tables.pg_index,
+            &[
+                ("indkey", DataType::Int16),
+                ("indcollation", DataType::Int32),
+                ("indclass", DataType::Int32),
+                ("indoption", DataType::Int16),
+            ],
+        )?);
         let mut types = HashMap::new();
         for batch in tables.pg_type.data() {
             let (Some(oids), Some(names)) =
@@ -375,9 +384,9 @@ fn pg_user(user: &str) -> Result<Arc<dyn TableProvider>> {
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
-/// `table` with the named columns, which the library's snapshot stores as text (`[1, 2]`),
-/// as the arrays PostgreSQL has there (`int2[]`, `oid[]`), so that `= ANY(conkey)` and
-/// `unnest(conkey)` work.
+/// `table` with the named columns, which the library's snapshot stores as text (`[1, 2]`,
+/// or `1 2` for `int2vector`), as the arrays PostgreSQL has there (`int2[]`, `oid[]`), so that
+/// `= ANY(conkey)` and `unnest(indkey)` work.
 fn with_typed_arrays(table: &ArrowTable, columns: &[(&str, DataType)]) -> Result<ArrowTable> {
     let schema = table.schema();
     let fields: Vec<Field> = schema
@@ -418,7 +427,7 @@ fn with_typed_arrays(table: &ArrowTable, columns: &[(&str, DataType)]) -> Result
     ArrowTable::from_ipc_data(ipc)
 }
 
-/// Text arrays (`[1, 2]` or `{1,2}`) as a list of `item` values.
+/// Text arrays (`[1, 2]`, `{1,2}` or `1 2`) as a list of `item` values.
 fn parse_array_column(array: &ArrayRef, item: &DataType) -> Result<ArrayRef> {
     let texts = cast(array, &DataType::Utf8)?;
     let texts = texts.as_string::<i32>();
@@ -431,7 +440,8 @@ fn parse_array_column(array: &ArrayRef, item: &DataType) -> Result<ArrayRef> {
                     .trim()
                     .trim_matches(|c| matches!(c, '[' | ']' | '{' | '}'));
                 let mut parsed = Vec::new();
-                for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let parts = inner.split(|c: char| c == ',' || c.is_whitespace());
+                for part in parts.filter(|p| !p.is_empty()) {
                     parsed.push(Some(part.parse::<i64>().map_err(|_| {
                         DataFusionError::Internal(format!("catalog array value {text:?}"))
                     })?));
