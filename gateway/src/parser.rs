@@ -84,11 +84,14 @@ impl PgParser {
         Ok(plain
             .into_iter()
             .zip(library)
-            .map(|(statement, replaced)| {
-                if apply(&self.library_rules, statement.clone()) == replaced {
-                    apply(&self.rules, statement)
+            .map(|(statement, library)| {
+                let ours = apply(&self.rules, statement.clone());
+                // Most statements come out the same both ways; otherwise the library either
+                // dropped a subquery (take ours) or replaced a client query (take its).
+                if ours == library || apply(&self.library_rules, statement) == library {
+                    ours
                 } else {
-                    replaced // one of the library's client queries
+                    library
                 }
             })
             .collect())
