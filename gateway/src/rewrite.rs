@@ -634,6 +634,15 @@ pub fn backslash_escaped(pattern: &str, escape: char) -> String {
 mod tests {
     use super::*;
 
+    /// `sql` parsed, rewritten and printed.
+    fn rewritten(sql: &str) -> String {
+        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .expect("parses")
+            .remove(0);
+        rewrite(&mut statement);
+        statement.to_string()
+    }
+
     #[test]
     fn patterns_are_escaped_by_backslashes() {
         let cases = [
@@ -697,23 +706,15 @@ mod tests {
             ),
         ];
         for (sql, expected) in cases {
-            let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-                .expect("parses")
-                .remove(0);
-            rewrite(&mut statement);
-            assert_eq!(statement.to_string(), expected);
+            assert_eq!(rewritten(sql), expected);
         }
     }
 
     #[test]
     fn generate_subscripts_unnests_a_range() {
         let sql = "SELECT unnest(i.indkey) AS attnum, generate_subscripts(i.indkey, $1::INTEGER) AS ord FROM pg_catalog.pg_index i";
-        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .expect("parses")
-            .remove(0);
-        rewrite(&mut statement);
         assert_eq!(
-            statement.to_string(),
+            rewritten(sql),
             "SELECT unnest(i.indkey) AS attnum, unnest(range(array_lower(i.indkey, $1::INTEGER), array_upper(i.indkey, $1::INTEGER) + 1)) AS ord FROM pg_catalog.pg_index i"
         );
     }
@@ -721,12 +722,8 @@ mod tests {
     #[test]
     fn like_with_another_escape_calls_the_function() {
         let sql = "SELECT 1 WHERE a NOT LIKE $1 || '%' ESCAPE '/' AND b ILIKE 'x' ESCAPE '\\'";
-        let mut statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .expect("parses")
-            .remove(0);
-        rewrite(&mut statement);
         assert_eq!(
-            statement.to_string(),
+            rewritten(sql),
             "SELECT 1 WHERE a NOT LIKE pg_like_escape(($1 || '%'), '/') ESCAPE '\\' AND b ILIKE 'x' ESCAPE '\\'"
         );
     }
