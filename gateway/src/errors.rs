@@ -139,13 +139,17 @@ fn datafusion_to_pg(error: &DataFusionError) -> PgError {
             pg("53200", format!("out of memory: {message}"))
         }
         DataFusionError::ArrowError(e, _) => arrow_error_to_pg(e),
-        DataFusionError::External(e) => match e.downcast_ref::<SourceError>() {
-            Some(source_error) => source_error_to_pg(source_error),
-            None => match e.downcast_ref::<ArrowError>() {
-                Some(e) => arrow_error_to_pg(e),
-                None => pg("XX000", e.to_string()),
-            },
-        },
+        DataFusionError::External(e) => {
+            if let Some(source_error) = e.downcast_ref::<SourceError>() {
+                source_error_to_pg(source_error)
+            } else if let Some(gateway_error) = e.downcast_ref::<GatewayError>() {
+                gateway_error.to_pg()
+            } else if let Some(arrow_error) = e.downcast_ref::<ArrowError>() {
+                arrow_error_to_pg(arrow_error)
+            } else {
+                pg("XX000", e.to_string())
+            }
+        }
         // PostgreSQL: "more than one row returned by a subquery used as an expression".
         DataFusionError::Execution(message) if message.contains("returned more than one row") => {
             pg("21000", message.clone())

@@ -20,9 +20,11 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CaseWhen, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
-    Query, Select, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value,
-    visit_expressions, visit_expressions_mut,
+    AccessExpr, BinaryOperator, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, LambdaFunction,
+    LambdaFunctionParameter, LambdaSyntax, ObjectName, OneOrManyWithParens, Query, Select,
+    SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value, visit_expressions,
+    visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -30,6 +32,17 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// `pg_if_found(found, value)`: `value` where `found` is true, else NULL (a CASE DataFusion
 /// evaluates with subqueries in it); see [`lift_outer_columns`].
 pub const IF_FOUND_FUNCTION: &str = "pg_if_found";
+
+/// `pg_empty_if_null(list)`: `list` with an empty list where it is NULL; see
+/// [`array_of_unnest`].
+pub const EMPTY_IF_NULL_FUNCTION: &str = "pg_empty_if_null";
+
+/// `pg_expandarray(list)`: the list's elements as `(x, n)` structs, `n` the 1-based position;
+/// see [`expand_array`].
+pub const EXPAND_ARRAY_FUNCTION: &str = "pg_expandarray";
+
+/// The lambda parameter [`array_of_unnest`] names an array's element by.
+const ARRAY_ELEMENT: &str = "pg_element";
 
 /// The function the LIKE rewrite calls; see [`backslash_escaped`].
 pub const LIKE_ESCAPE_FUNCTION: &str = "pg_like_escape";
@@ -63,6 +76,13 @@ pub fn rewrite(statement: &mut Statement) {
         if let Some(subscripts) = generate_subscripts(expr) {
             *expr = subscripts;
         }
+        if let Some(mapped) = array_of_unnest(expr) {
+            *expr = mapped;
+        }
+        if let Some(expanded) = expand_array(expr) {
+            *expr = expanded;
+        }
+        name_fields(expr);
         ControlFlow::<()>::Continue(())
     });
     // After the CASE rewrites, which move lookups that must not be aggregated yet.
@@ -132,6 +152,182 @@ fn generate_subscripts(expr: &Expr) -> Option<Expr> {
     parse_expr(&format!(
         "unnest(range(array_lower({array}, {dimension}), array_upper({array}, {dimension}) + 1))"
     ))
+}
+
+/// `ARRAY(SELECT e FROM unnest(a) [AS t[(x)]] [WHERE p])`, an array computed from an array of
+/// the enclosing row (DataGrip: `array(select unnest::regoper::varchar from
+/// unnest(conexclop))`), as `pg_empty_if_null(array_transform(array_filter(a, x -> p), x ->
+/// e))`. DataFusion plans no subquery over a set-returning function of the enclosing row, and
+/// its higher-order functions do the same: keep the elements where `p` holds, in order, and map
+/// each through `e`. Like PostgreSQL's constructor, the result is an empty array, not NULL,
+/// when `a` is NULL or nothing is kept.
+fn array_of_unnest(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(function) = expr else {
+        return None;
+    };
+    let FunctionArguments::Subquery(query) = &function.args else {
+        return None;
+    };
+    if !function.name.to_string().eq_ignore_ascii_case("array")
+        || query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+        || query.fetch.is_some()
+    {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let ([item], [from]) = (select.projection.as_slice(), select.from.as_slice()) else {
+        return None;
+    };
+    let (SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) = item
+    else {
+        return None;
+    };
+    let TableFactor::UNNEST {
+        alias,
+        array_exprs,
+        with_offset: false,
+        with_ordinality: false,
+        ..
+    } = &from.relation
+    else {
+        return None;
+    };
+    let [array] = array_exprs.as_slice() else {
+        return None;
+    };
+    if select.distinct.is_some()
+        || select.having.is_some()
+        || !from.joins.is_empty()
+        || !matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
+    {
+        return None;
+    }
+    // The element's column, and the name the unnest is known by: `unnest` unless aliased;
+    // a lone alias names the column too, as for any single-column function in PostgreSQL.
+    let (table, column) = match alias {
+        None => ("unnest".to_owned(), "unnest".to_owned()),
+        Some(alias) => match alias.columns.as_slice() {
+            [] => (alias.name.value.clone(), alias.name.value.clone()),
+            [column] => (alias.name.value.clone(), column.name.value.clone()),
+            _ => return None,
+        },
+    };
+    let element = Ident::new(ARRAY_ELEMENT);
+    let to_element = |expr: &Expr| {
+        let mut expr = expr.clone();
+        let _ = visit_expressions_mut(&mut expr, |e| {
+            let names: Vec<&Ident> = match &*e {
+                Expr::Identifier(id) => vec![id],
+                Expr::CompoundIdentifier(ids) => ids.iter().collect(),
+                _ => return ControlFlow::<()>::Continue(()),
+            };
+            let is_element = match names.as_slice() {
+                [c] => c.value.eq_ignore_ascii_case(&column),
+                [t, c] => {
+                    t.value.eq_ignore_ascii_case(&table) && c.value.eq_ignore_ascii_case(&column)
+                }
+                _ => false,
+            };
+            if is_element {
+                *e = Expr::Identifier(element.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        expr
+    };
+    let lambda = |body: Expr| {
+        Expr::Lambda(LambdaFunction {
+            params: OneOrManyWithParens::One(LambdaFunctionParameter {
+                name: element.clone(),
+                data_type: None,
+            }),
+            body: Box::new(body),
+            syntax: LambdaSyntax::Arrow,
+        })
+    };
+    let mut result = array.clone();
+    if let Some(condition) = &select.selection {
+        result = call("array_filter", vec![result, lambda(to_element(condition))]);
+    }
+    let value = to_element(value);
+    if value != Expr::Identifier(element.clone()) {
+        result = call("array_transform", vec![result, lambda(value)]);
+    }
+    Some(call(EMPTY_IF_NULL_FUNCTION, vec![result]))
+}
+
+/// `information_schema._pg_expandarray(a)`, PostgreSQL's set-returning function of `(x, n)`
+/// rows, each element with its 1-based position (pgjdbc's `getPrimaryKeys` and
+/// `getIndexInfo` read `indkey` with it), as `unnest(pg_expandarray(a))`: the same rows, as
+/// structs, from a list DataFusion unnests beside the select list's other set-returning
+/// functions.
+fn expand_array(expr: &Expr) -> Option<Expr> {
+    let Expr::Function(function) = expr else {
+        return None;
+    };
+    let name = function.name.to_string().to_ascii_lowercase();
+    if name.rsplit('.').next() != Some("_pg_expandarray") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = list.args.as_slice() else {
+        return None;
+    };
+    let expanded = call(EXPAND_ARRAY_FUNCTION, vec![array.clone()]);
+    Some(call("unnest", vec![expanded]))
+}
+
+/// `(composite).field`, PostgreSQL's field selection (pgjdbc's `(result.KEYS).x`), as
+/// DataFusion writes it, `(composite).'field'`: an unquoted name in lower case, as every
+/// identifier. After a bare name (`tmp.i_indoption[1]`), the names up to the first subscript
+/// name the column, and stay.
+fn name_fields(expr: &mut Expr) {
+    let Expr::CompoundFieldAccess { root, access_chain } = expr else {
+        return;
+    };
+    let column_names = match root.as_ref() {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => access_chain
+            .iter()
+            .take_while(|access| matches!(access, AccessExpr::Dot(Expr::Identifier(_))))
+            .count(),
+        _ => 0,
+    };
+    for access in access_chain.iter_mut().skip(column_names) {
+        if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+            let name = match field.quote_style {
+                Some(_) => field.value.clone(),
+                None => field.value.to_lowercase(),
+            };
+            *access = AccessExpr::Dot(Expr::Value(Value::SingleQuotedString(name).into()));
+        }
+    }
+}
+
+/// A call of the function `name` with `args`.
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|arg| FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
 }
 
 /// Is `expr` text by its form: a string function's result, a concatenation, a cast to text?
@@ -708,6 +904,65 @@ mod tests {
         for (sql, expected) in cases {
             assert_eq!(rewritten(sql), expected);
         }
+    }
+
+    #[test]
+    fn arrays_of_unnest_filter_and_map_the_array() {
+        let cases = [
+            // DataGrip's exclusion operators: a map.
+            (
+                "SELECT array(SELECT unnest::regoper::varchar FROM unnest(conexclop)) FROM pg_catalog.pg_constraint",
+                "SELECT pg_empty_if_null(array_transform(conexclop, pg_element -> pg_element::regoper::VARCHAR)) FROM pg_catalog.pg_constraint",
+            ),
+            // DataGrip's extension updates: a filter reading the enclosing row.
+            (
+                "SELECT array(SELECT unnest FROM unnest(available_versions) WHERE unnest > extversion) FROM e",
+                "SELECT pg_empty_if_null(array_filter(available_versions, pg_element -> pg_element > extversion)) FROM e",
+            ),
+            // Aliases name the element; a qualified reference too.
+            (
+                "SELECT ARRAY(SELECT v.k * 2 FROM unnest(a) AS v(k) WHERE k > 1) FROM t",
+                "SELECT pg_empty_if_null(array_transform(array_filter(a, pg_element -> pg_element > 1), pg_element -> pg_element * 2)) FROM t",
+            ),
+            (
+                "SELECT ARRAY(SELECT u FROM unnest(t.a) u) FROM t",
+                "SELECT pg_empty_if_null(t.a) FROM t",
+            ),
+            // Other subqueries, and ordered ones, are left alone.
+            (
+                "SELECT ARRAY(SELECT x FROM t2 WHERE t2.id = t.id) FROM t",
+                "SELECT ARRAY(SELECT x FROM t2 WHERE t2.id = t.id) FROM t",
+            ),
+            (
+                "SELECT ARRAY(SELECT u FROM unnest(a) u ORDER BY u) FROM t",
+                "SELECT ARRAY(SELECT u FROM UNNEST(a) u ORDER BY u) FROM t",
+            ),
+            (
+                "SELECT ARRAY(SELECT DISTINCT u FROM unnest(a) u) FROM t",
+                "SELECT ARRAY(SELECT DISTINCT u FROM UNNEST(a) u) FROM t",
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(rewritten(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn pg_expandarray_unnests_positions() {
+        let sql = "SELECT (information_schema._pg_expandarray(i.indkey)).n AS key_seq, information_schema._pg_expandarray(i.indkey) AS keys FROM pg_catalog.pg_index i";
+        assert_eq!(
+            rewritten(sql),
+            "SELECT (unnest(pg_expandarray(i.indkey))).'n' AS key_seq, unnest(pg_expandarray(i.indkey)) AS keys FROM pg_catalog.pg_index i"
+        );
+        assert_eq!(
+            rewritten("SELECT * FROM r WHERE r.a_attnum = (r.KEYS).X AND (r.keys).\"N\" = 1"),
+            "SELECT * FROM r WHERE r.a_attnum = (r.KEYS).'x' AND (r.keys).'N' = 1"
+        );
+        // Names before a subscript name the column (pgjdbc's getIndexInfo).
+        assert_eq!(
+            rewritten("SELECT tmp.I_INDOPTION[tmp.ORDINAL_POSITION - 1] & 1 FROM tmp"),
+            "SELECT tmp.I_INDOPTION[tmp.ORDINAL_POSITION - 1] & 1 FROM tmp"
+        );
     }
 
     #[test]

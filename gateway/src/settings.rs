@@ -97,7 +97,7 @@ const PARAMETERS: &[Parameter] = &[
         Kind::Milliseconds,
     ),
     parameter("idle_session_timeout", "0", Kind::Milliseconds),
-    reported("in_hot_standby", "off", Kind::Fixed),
+    reported("in_hot_standby", "on", Kind::Fixed),
     reported("integer_datetimes", "on", Kind::Fixed),
     reported("intervalstyle", "postgres", Kind::Text),
     reported("is_superuser", "off", Kind::Fixed),

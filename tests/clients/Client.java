@@ -58,6 +58,15 @@ public class Client {
                     "joined:" + Types.TIMESTAMP + ":timestamp",
                     "credit:" + Types.NUMERIC + ":numeric"), "getColumns");
 
+            // polygate carries no source's keys or indexes over: pgjdbc's queries for them
+            // (information_schema._pg_expandarray over pg_index) run and find none.
+            try (ResultSet rs = metadata.getPrimaryKeys(null, "pg", "customers")) {
+                check(!rs.next(), "getPrimaryKeys: no keys");
+            }
+            try (ResultSet rs = metadata.getIndexInfo(null, "pg", "customers", false, true)) {
+                check(!rs.next(), "getIndexInfo: no indexes");
+            }
+
             String sql = "SELECT name, credit, joined FROM pg.customers "
                     + "WHERE id = ? AND name = ? AND joined < ? AND credit > ?";
             try (PreparedStatement statement = connection.prepareStatement(sql)) {

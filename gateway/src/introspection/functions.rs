@@ -8,9 +8,12 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListArray, ListBuilder,
+    StringBuilder, StructArray, UInt32Array, new_empty_array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 use datafusion::common::{ScalarValue, exec_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
@@ -65,6 +68,11 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
         "pg_get_keywords",
         Arc::clone(&static_tables.0.pg_get_keywords) as _,
     );
+    for name in ["pg_available_extension_versions", "pg_available_extensions"] {
+        if let Some(view) = static_tables.view(name) {
+            ctx.register_udtf(name, Arc::new(super::ViewFunction(view)));
+        }
+    }
     let types = static_tables.clone();
     ctx.register_udf(ScalarUDF::new_from_impl(function(
         "to_regtype",
@@ -104,6 +112,8 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
         },
     )));
     ctx.register_udf(ScalarUDF::new_from_impl(IfFound::default()));
+    ctx.register_udf(ScalarUDF::new_from_impl(EmptyIfNull::default()));
+    ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::default()));
     for function in session_functions(&session) {
         ctx.register_udf(ScalarUDF::new_from_impl(function));
     }
@@ -159,6 +169,169 @@ impl ScalarUDFImpl for IfFound {
         Ok(ColumnarValue::Array(datafusion::arrow::compute::nullif(
             &value, &dropped,
         )?))
+    }
+}
+
+/// `pg_empty_if_null(list)`: `list`, with an empty list of its type where it is NULL; see
+/// `rewrite::array_of_unnest`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EmptyIfNull {
+    signature: Signature,
+}
+
+impl Default for EmptyIfNull {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for EmptyIfNull {
+    fn name(&self) -> &str {
+        crate::rewrite::EMPTY_IF_NULL_FUNCTION
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [list @ DataType::List(_)] => Ok(list.clone()),
+            // ARRAY(...) over a NULL literal: an empty text array.
+            [DataType::Null] => Ok(text_list()),
+            other => exec_err!("pg_empty_if_null takes a list, not {other:?}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("pg_empty_if_null takes one argument");
+        };
+        let array = value.to_array(args.number_rows)?;
+        let DataType::List(field) = args.return_field.data_type() else {
+            return exec_err!("pg_empty_if_null returns a list");
+        };
+        if array.data_type() == &DataType::Null {
+            let offsets = OffsetBuffer::new_zeroed(array.len());
+            let values = new_empty_array(field.data_type());
+            let empty = ListArray::try_new(Arc::clone(field), offsets, values, None)?;
+            return Ok(ColumnarValue::Array(Arc::new(empty)));
+        }
+        let list = array.as_list::<i32>();
+        if list.null_count() == 0 {
+            return Ok(ColumnarValue::Array(array));
+        }
+        // A NULL row may still span values; keep only the valid rows' values.
+        let mut lengths = Vec::with_capacity(list.len());
+        let mut indices = Vec::new();
+        for row in 0..list.len() {
+            if list.is_valid(row) {
+                let start = list.value_offsets()[row];
+                let end = list.value_offsets()[row + 1];
+                lengths.push(usize::try_from(end - start).unwrap_or(0));
+                indices.extend((start..end).map(|i| u32::try_from(i).unwrap_or(u32::MAX)));
+            } else {
+                lengths.push(0);
+            }
+        }
+        let values = take(list.values(), &UInt32Array::from(indices), None)?;
+        let offsets = OffsetBuffer::from_lengths(lengths);
+        let filled = ListArray::try_new(Arc::clone(field), offsets, values, None)?;
+        Ok(ColumnarValue::Array(Arc::new(filled)))
+    }
+}
+
+/// `pg_expandarray(list)`: each element `x` of `list` with its 1-based position `n`, as a
+/// list of `{x, n}` structs; see `rewrite::expand_array`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: Signature,
+}
+
+impl Default for ExpandArray {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ExpandArray {
+    fn fields(item: &DataType) -> Fields {
+        Fields::from(vec![
+            Field::new("x", item.clone(), true),
+            Field::new("n", DataType::Int32, false),
+        ])
+    }
+}
+
+impl ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        crate::rewrite::EXPAND_ARRAY_FUNCTION
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let item = match arg_types {
+            [DataType::List(field)] => field.data_type().clone(),
+            [DataType::Null] => DataType::Null,
+            other => return exec_err!("_pg_expandarray takes an array, not {other:?}"),
+        };
+        let rows = DataType::Struct(Self::fields(&item));
+        Ok(DataType::List(Arc::new(Field::new("item", rows, true))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("_pg_expandarray takes one argument");
+        };
+        let DataType::List(field) = args.return_field.data_type() else {
+            return exec_err!("_pg_expandarray returns a list");
+        };
+        let DataType::Struct(fields) = field.data_type() else {
+            return exec_err!("_pg_expandarray returns a list of structs");
+        };
+        let array = value.to_array(args.number_rows)?;
+        let list = if array.data_type() == &DataType::Null {
+            let item = Arc::new(Field::new("item", DataType::Null, true));
+            let offsets = OffsetBuffer::new_zeroed(array.len());
+            let nulls = Some(NullBuffer::new_null(array.len()));
+            ListArray::try_new(item, offsets, new_empty_array(&DataType::Null), nulls)?
+        } else {
+            array.as_list::<i32>().clone()
+        };
+        // Each value's position in its row; values outside every row (under a NULL row's
+        // span) are never read.
+        let mut positions = vec![0_i32; list.values().len()];
+        for row in 0..list.len() {
+            let (start, end) = (list.value_offsets()[row], list.value_offsets()[row + 1]);
+            for (n, index) in (start..end).enumerate() {
+                let slot = usize::try_from(index).unwrap_or(usize::MAX);
+                if let Some(position) = positions.get_mut(slot) {
+                    *position = i32::try_from(n + 1).unwrap_or(i32::MAX);
+                }
+            }
+        }
+        let rows = StructArray::try_new(
+            fields.clone(),
+            vec![
+                Arc::clone(list.values()),
+                Arc::new(Int32Array::from(positions)),
+            ],
+            None,
+        )?;
+        let expanded = ListArray::try_new(
+            Arc::clone(field),
+            list.offsets().clone(),
+            Arc::new(rows),
+            list.nulls().cloned(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(expanded)))
     }
 }
 
@@ -407,11 +580,27 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
                 Ok(ColumnarValue::Array(Arc::new(ages)))
             },
         ),
+        // polygate never writes, as a hot standby: clients that check (DataGrip, libpq's
+        // `target_session_attrs`) skip what needs a writable server, such as transaction ids.
         function(
             "pg_is_in_recovery",
             Signature::exact(vec![], Volatility::Stable),
             DataType::Boolean,
-            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false)))),
+            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))),
+        ),
+        no_transaction_id("txid_current"),
+        no_transaction_id("pg_current_xact_id"),
+        function(
+            "txid_current_if_assigned",
+            Signature::exact(vec![], Volatility::Volatile),
+            DataType::Int64,
+            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Int64(None))),
+        ),
+        function(
+            "pg_current_xact_id_if_assigned",
+            Signature::exact(vec![], Volatility::Volatile),
+            DataType::Int64,
+            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Int64(None))),
         ),
         nothing("obj_description"),
         nothing("col_description"),
@@ -540,6 +729,27 @@ fn quote_identifier(name: &str) -> String {
 }
 
 /// `pg_*_is_visible(oid)`: everything polygate lists is visible.
+/// A function that assigns a transaction id, which a read-only server cannot do: 25006 when
+/// it is called for a row, as PostgreSQL answers on a standby.
+fn no_transaction_id(name: &'static str) -> SessionFunction {
+    function(
+        name,
+        Signature::exact(vec![], Volatility::Volatile),
+        DataType::Int64,
+        move |_, rows| {
+            if rows == 0 {
+                return Ok(ColumnarValue::Array(Arc::new(Int64Array::from(
+                    Vec::<i64>::new(),
+                ))));
+            }
+            let refused = crate::errors::GatewayError::ReadOnly(format!("{name}()"));
+            Err(datafusion::error::DataFusionError::External(Box::new(
+                refused,
+            )))
+        },
+    )
+}
+
 fn visible(name: &'static str) -> SessionFunction {
     function(
         name,

@@ -28,7 +28,10 @@ use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 
 use crate::settings::Settings;
-use pg_catalog::{PgCatalog, SessionRoles, View, pg_locks, pg_user, time_zones, with_typed_arrays};
+use pg_catalog::{
+    PgCatalog, SessionRoles, View, ViewFunction, available_extensions, pg_locks, pg_user,
+    time_zones, with_aggregate_oids, with_typed_arrays,
+};
 
 pub use information_schema::sql_type_name;
 
@@ -120,6 +123,41 @@ impl StaticTables {
                 ("indoption", DataType::Int16),
             ],
         )?);
+        // `aclitem[]`, a text array to clients (psql's `\dp` and `\l` print them with
+        // `array_to_string`).
+        tables.pg_proc = Arc::new(with_typed_arrays(
+            &tables.pg_proc,
+            &[("proacl", DataType::Utf8)],
+        )?);
+        tables.pg_type = Arc::new(with_typed_arrays(
+            &tables.pg_type,
+            &[("typacl", DataType::Utf8)],
+        )?);
+        tables.pg_language = Arc::new(with_typed_arrays(
+            &tables.pg_language,
+            &[("lanacl", DataType::Utf8)],
+        )?);
+        tables.pg_tablespace = Arc::new(with_typed_arrays(
+            &tables.pg_tablespace,
+            &[("spcacl", DataType::Utf8)],
+        )?);
+        tables.pg_largeobject_metadata = Arc::new(with_typed_arrays(
+            &tables.pg_largeobject_metadata,
+            &[("lomacl", DataType::Utf8)],
+        )?);
+        tables.pg_foreign_data_wrapper = Arc::new(with_typed_arrays(
+            &tables.pg_foreign_data_wrapper,
+            &[("fdwacl", DataType::Utf8)],
+        )?);
+        tables.pg_foreign_server = Arc::new(with_typed_arrays(
+            &tables.pg_foreign_server,
+            &[("srvacl", DataType::Utf8)],
+        )?);
+        tables.pg_default_acl = Arc::new(with_typed_arrays(
+            &tables.pg_default_acl,
+            &[("defaclacl", DataType::Utf8)],
+        )?);
+        tables.pg_aggregate = Arc::new(with_aggregate_oids(&tables.pg_aggregate, &tables.pg_proc)?);
         let mut types = HashMap::new();
         for batch in tables.pg_type.data() {
             let (Some(oids), Some(names)) =
@@ -141,12 +179,23 @@ impl StaticTables {
             }
         }
         let [names, abbrevs] = time_zones()?;
+        let [extension_versions, extensions] = available_extensions(&tables.pg_extension)?;
         let views = vec![
+            ("pg_available_extension_versions", extension_versions),
+            ("pg_available_extensions", extensions),
             ("pg_locks", pg_locks()?),
             ("pg_timezone_names", names),
             ("pg_timezone_abbrevs", abbrevs),
         ];
         Ok(Self(Arc::new(tables), Arc::new(types), Arc::new(views)))
+    }
+
+    /// The view of `pg_catalog` named `name` that is the same for every session.
+    pub fn view(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.2
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| Arc::clone(t))
     }
 
     /// The OID of the type named `name` (`int4`, `integer`, `text`, `_int4`), if there is one.

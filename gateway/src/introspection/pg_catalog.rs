@@ -2,19 +2,20 @@
 //! system column, the array columns its snapshot stores as text typed as PostgreSQL has them,
 //! and the views it lacks.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, IntervalMonthDayNanoArray, ListArray,
-    RecordBatch, StringArray, new_null_array,
+    ListBuilder, RecordBatch, StringArray, StringBuilder, new_null_array,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Field, Int64Type, IntervalMonthDayNano, IntervalUnit, Schema, TimeUnit,
+    DataType, Field, Int32Type, Int64Type, IntervalMonthDayNano, IntervalUnit, Schema, TimeUnit,
 };
 use datafusion::arrow::ipc::writer::FileWriter;
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion_pg_catalog::pg_catalog::ArrowTable;
@@ -125,6 +126,118 @@ pub(super) fn time_zones() -> Result<[Arc<dyn TableProvider>; 2]> {
     ])
 }
 
+/// `pg_available_extension_versions` and `pg_available_extensions` (views, and functions of
+/// the same names): the extensions `pg_extension` lists, each installed at the one version
+/// there is. polygate installs none of its own.
+pub(super) fn available_extensions(
+    pg_extension: &ArrowTable,
+) -> Result<[Arc<dyn TableProvider>; 2]> {
+    let (mut names, mut versions, mut relocatable, mut schemas) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for batch in pg_extension.data() {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| DataFusionError::Internal(format!("pg_extension has no {name}")))
+        };
+        let extname = cast(column("extname")?, &DataType::Utf8)?;
+        let extversion = cast(column("extversion")?, &DataType::Utf8)?;
+        let extrelocatable = cast(column("extrelocatable")?, &DataType::Boolean)?;
+        let extnamespace = cast(column("extnamespace")?, &DataType::Int32)?;
+        names.extend(
+            extname
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_owned)),
+        );
+        versions.extend(
+            extversion
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_owned)),
+        );
+        relocatable.extend(extrelocatable.as_boolean().iter());
+        // Built-in extensions live in pg_catalog, PostgreSQL's namespace 11.
+        schemas.extend(
+            extnamespace
+                .as_primitive::<Int32Type>()
+                .iter()
+                .map(|oid| (oid == Some(11)).then(|| "pg_catalog".to_owned())),
+        );
+    }
+    let rows = names.len();
+    let column = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    let text_list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let versions_schema = Arc::new(Schema::new(vec![
+        column("name", DataType::Utf8),
+        column("version", DataType::Utf8),
+        column("installed", DataType::Boolean),
+        column("superuser", DataType::Boolean),
+        column("trusted", DataType::Boolean),
+        column("relocatable", DataType::Boolean),
+        column("schema", DataType::Utf8),
+        column("requires", text_list.clone()),
+        column("comment", DataType::Utf8),
+    ]));
+    let flag = |value: bool| Arc::new(BooleanArray::from(vec![value; rows])) as ArrayRef;
+    let texts =
+        |values: &[Option<String>]| Arc::new(StringArray::from(values.to_vec())) as ArrayRef;
+    let versions_batch = RecordBatch::try_new(
+        Arc::clone(&versions_schema),
+        vec![
+            texts(&names),
+            texts(&versions),
+            flag(true),
+            flag(true),
+            flag(false),
+            Arc::new(BooleanArray::from(relocatable)),
+            texts(&schemas),
+            new_null_array(&text_list, rows),
+            new_null_array(&DataType::Utf8, rows),
+        ],
+    )?;
+    let extensions_schema = Arc::new(Schema::new(vec![
+        column("name", DataType::Utf8),
+        column("default_version", DataType::Utf8),
+        column("installed_version", DataType::Utf8),
+        column("comment", DataType::Utf8),
+    ]));
+    let extensions_batch = RecordBatch::try_new(
+        Arc::clone(&extensions_schema),
+        vec![
+            texts(&names),
+            texts(&versions),
+            texts(&versions),
+            new_null_array(&DataType::Utf8, rows),
+        ],
+    )?;
+    Ok([
+        Arc::new(MemTable::try_new(
+            versions_schema,
+            vec![vec![versions_batch]],
+        )?),
+        Arc::new(MemTable::try_new(
+            extensions_schema,
+            vec![vec![extensions_batch]],
+        )?),
+    ])
+}
+
+/// A view that is also a function of no arguments (`pg_available_extension_versions()`).
+#[derive(Debug)]
+pub(super) struct ViewFunction(pub(super) Arc<dyn TableProvider>);
+
+impl TableFunctionImpl for ViewFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        if !args.exprs().is_empty() {
+            return Err(DataFusionError::Plan(
+                "the function takes no arguments".to_owned(),
+            ));
+        }
+        Ok(Arc::clone(&self.0))
+    }
+}
+
 /// `pg_locks`, with PostgreSQL's columns and no rows: polygate takes no locks in any store
 /// (its reads are snapshots or cursors), and has no transactions to hold them.
 pub(super) fn pg_locks() -> Result<Arc<dyn TableProvider>> {
@@ -192,8 +305,9 @@ pub(super) fn pg_user(user: &str) -> Result<Arc<dyn TableProvider>> {
 }
 
 /// `table` with the named columns, which the library's snapshot stores as text (`[1, 2]`,
-/// or `1 2` for `int2vector`), as the arrays PostgreSQL has there (`int2[]`, `oid[]`), so that
-/// `= ANY(conkey)` and `unnest(indkey)` work.
+/// `1 2` for `int2vector`, `{postgres=X/postgres}` for `aclitem[]`), as the arrays PostgreSQL
+/// has there (`int2[]`, `oid[]`, `aclitem[]` as `text[]`), so that `= ANY(conkey)`,
+/// `unnest(indkey)` and `array_to_string(proacl, ...)` work.
 pub(super) fn with_typed_arrays(
     table: &ArrowTable,
     columns: &[(&str, DataType)],
@@ -227,9 +341,74 @@ pub(super) fn with_typed_arrays(
         }
         batches.push(RecordBatch::try_new(Arc::clone(&typed), arrays)?);
     }
+    arrow_table(&typed, &batches)
+}
+
+/// `pg_aggregate` with `aggfnoid` as the aggregate's oid, which it is in PostgreSQL (a
+/// `regproc`), so that `pg_aggregate JOIN pg_proc ON aggfnoid = pg_proc.oid` (Grafana's
+/// aggregate list) works. The library stores the function's name (`pg_catalog.avg`), shared
+/// by its overloads; both snapshots list the overloads of a name in oid order, as
+/// PostgreSQL's catalog data does, so the n-th row named `avg` is the n-th aggregate `avg` of
+/// `pg_proc`.
+pub(super) fn with_aggregate_oids(
+    aggregates: &ArrowTable,
+    procs: &ArrowTable,
+) -> Result<ArrowTable> {
+    let mut oids_by_name: HashMap<String, VecDeque<i32>> = HashMap::new();
+    let mut listed = Vec::new();
+    for batch in procs.data() {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| DataFusionError::Internal(format!("pg_proc has no {name}")))
+        };
+        let oids = cast(column("oid")?, &DataType::Int32)?;
+        let names = cast(column("proname")?, &DataType::Utf8)?;
+        let kinds = cast(column("prokind")?, &DataType::Utf8)?;
+        let (oids, names, kinds) = (
+            oids.as_primitive::<Int32Type>(),
+            names.as_string::<i32>(),
+            kinds.as_string::<i32>(),
+        );
+        for row in 0..batch.num_rows() {
+            if kinds.is_valid(row) && kinds.value(row) == "a" && oids.is_valid(row) {
+                listed.push((names.value(row).to_owned(), oids.value(row)));
+            }
+        }
+    }
+    listed.sort_by_key(|(_, oid)| *oid);
+    for (name, oid) in listed {
+        oids_by_name.entry(name).or_default().push_back(oid);
+    }
+    let schema = aggregates.schema();
+    let index = schema.index_of("aggfnoid")?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[index] = Field::new("aggfnoid", DataType::Int32, true);
+    let typed = Arc::new(Schema::new(fields));
+    let mut batches = Vec::new();
+    for batch in aggregates.data() {
+        let names = cast(batch.column(index), &DataType::Utf8)?;
+        let oids: Int32Array = names
+            .as_string::<i32>()
+            .iter()
+            .map(|name| {
+                let name = name?;
+                let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+                oids_by_name.get_mut(name)?.pop_front()
+            })
+            .collect();
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(oids);
+        batches.push(RecordBatch::try_new(Arc::clone(&typed), columns)?);
+    }
+    arrow_table(&typed, &batches)
+}
+
+/// An `ArrowTable` of `batches`.
+fn arrow_table(schema: &Arc<Schema>, batches: &[RecordBatch]) -> Result<ArrowTable> {
     let mut ipc = Vec::new();
-    let mut writer = FileWriter::try_new(&mut ipc, &typed)?;
-    for batch in &batches {
+    let mut writer = FileWriter::try_new(&mut ipc, schema)?;
+    for batch in batches {
         writer.write(batch)?;
     }
     writer.finish()?;
@@ -237,10 +416,26 @@ pub(super) fn with_typed_arrays(
     ArrowTable::from_ipc_data(ipc)
 }
 
-/// Text arrays (`[1, 2]`, `{1,2}` or `1 2`) as a list of `item` values.
-fn parse_array_column(array: &ArrayRef, item: &DataType) -> Result<ArrayRef> {
+/// Text arrays (`[1, 2]`, `{1,2}`, `1 2`, or `{"a b",c}` for text items) as a list of `item`
+/// values.
+pub(super) fn parse_array_column(array: &ArrayRef, item: &DataType) -> Result<ArrayRef> {
     let texts = cast(array, &DataType::Utf8)?;
     let texts = texts.as_string::<i32>();
+    if item == &DataType::Utf8 {
+        let mut list = ListBuilder::new(StringBuilder::new());
+        for text in texts.iter() {
+            match text {
+                None => list.append_null(),
+                Some(text) => {
+                    for element in array_elements(text) {
+                        list.values().append_value(element);
+                    }
+                    list.append(true);
+                }
+            }
+        }
+        return Ok(Arc::new(list.finish()));
+    }
     let mut values: Vec<Option<Vec<Option<i64>>>> = Vec::with_capacity(texts.len());
     for text in texts.iter() {
         values.push(match text {
@@ -265,6 +460,32 @@ fn parse_array_column(array: &ArrayRef, item: &DataType) -> Result<ArrayRef> {
         &list,
         &DataType::List(Arc::new(Field::new("item", item.clone(), true))),
     )?)
+}
+
+/// The elements of a PostgreSQL text array literal (`{a,"b c",d}`), unquoted.
+fn array_elements(text: &str) -> Vec<String> {
+    let inner = text.trim();
+    let inner = inner.strip_prefix('{').unwrap_or(inner);
+    let inner = inner.strip_suffix('}').unwrap_or(inner);
+    let mut elements = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut escaped) = (false, false);
+    for c in inner.chars() {
+        match c {
+            _ if escaped => {
+                current.push(c);
+                escaped = false;
+            }
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => elements.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    if !inner.is_empty() {
+        elements.push(current);
+    }
+    elements
 }
 
 /// `pg_roles` as a session sees it: the user it connected as, a login role without
@@ -292,5 +513,27 @@ impl PgCatalogContextProvider for SessionRoles {
             grants: Vec::new(),
             inherited_roles: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::array_elements;
+
+    #[test]
+    fn text_array_literals_split_into_elements() {
+        let cases: [(&str, &[&str]); 5] = [
+            ("{postgres=X/postgres}", &["postgres=X/postgres"]),
+            (
+                "{=Tc/postgres,postgres=CTc/postgres}",
+                &["=Tc/postgres", "postgres=CTc/postgres"],
+            ),
+            (r#"{"a,b=r/c",d}"#, &["a,b=r/c", "d"]),
+            (r#"{"quote\"d"}"#, &["quote\"d"]),
+            ("{}", &[]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(array_elements(text), expected, "{text}");
+        }
     }
 }

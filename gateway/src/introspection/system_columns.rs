@@ -14,17 +14,24 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{ScalarValue, exec_err};
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::planner::TypePlanner;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TableProviderFilterPushDown, Volatility,
+};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::ScalarFunctionExpr;
+use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::sql::sqlparser::ast::{DataType as SqlDataType, ObjectNamePart};
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
+
+use super::pg_catalog::parse_array_column;
 
 /// The system column's name.
 pub const XMIN: &str = "xmin";
@@ -33,8 +40,9 @@ pub const FROZEN_XID: i64 = 2;
 /// What `age()` answers for a frozen (or any special) transaction id.
 pub const FROZEN_AGE: i32 = i32::MAX;
 
-/// A catalog table with an `xmin` column after its own, and the columns PostgreSQL has that
-/// `datafusion-pg-catalog`'s table lacks (`pg_class.reloptions`), NULL in every row.
+/// A catalog table with an `xmin` column after its own, the columns PostgreSQL has that
+/// `datafusion-pg-catalog`'s table lacks (`pg_class.reloptions`), NULL in every row, and the
+/// columns of [`RETYPED`] cast to PostgreSQL's type.
 #[derive(Debug)]
 pub struct WithXmin {
     inner: Arc<dyn TableProvider>,
@@ -50,11 +58,47 @@ struct Missing {
     data_type: fn() -> DataType,
 }
 
-const MISSING: &[Missing] = &[Missing {
-    table: "pg_class",
-    column: "reloptions",
-    data_type: text_array,
-}];
+const MISSING: &[Missing] = &[
+    Missing {
+        table: "pg_class",
+        column: "reloptions",
+        data_type: text_array,
+    },
+    Missing {
+        table: "pg_class",
+        column: "relacl",
+        data_type: text_array,
+    },
+];
+
+/// A column of a table of the library whose type differs from PostgreSQL's in a way clients
+/// notice, and the type it is cast to.
+struct Retyped {
+    table: &'static str,
+    column: &'static str,
+    data_type: fn() -> DataType,
+}
+
+/// `aclitem[]` is a text array to clients (DataGrip unions `pg_tablespace.spcacl` with
+/// `pg_database.datacl`); the library builds these as text or `int4[]`, always NULL. The
+/// static tables' ACLs, which have values, are parsed when they load (`with_typed_arrays`).
+const RETYPED: &[Retyped] = &[
+    Retyped {
+        table: "pg_database",
+        column: "datacl",
+        data_type: text_array,
+    },
+    Retyped {
+        table: "pg_namespace",
+        column: "nspacl",
+        data_type: text_array,
+    },
+    Retyped {
+        table: "pg_attribute",
+        column: "attacl",
+        data_type: text_array,
+    },
+];
 
 fn text_array() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
@@ -66,6 +110,14 @@ impl WithXmin {
     pub fn wrap(name: &str, inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
         let own = inner.schema();
         let mut fields: Vec<FieldRef> = own.fields().iter().cloned().collect();
+        let mut retyped = false;
+        for retype in RETYPED.iter().filter(|r| r.table == name) {
+            if let Ok(index) = own.index_of(retype.column) {
+                let field = fields[index].as_ref().clone();
+                fields[index] = Arc::new(field.with_data_type((retype.data_type)()));
+                retyped = true;
+            }
+        }
         let mut added = Vec::new();
         for missing in MISSING {
             if missing.table == name && own.field_with_name(missing.column).is_err() {
@@ -78,7 +130,7 @@ impl WithXmin {
             added.push(ScalarValue::Int64(Some(FROZEN_XID)));
             fields.push(Arc::new(Field::new(XMIN, DataType::Int64, false)));
         }
-        if added.is_empty() {
+        if added.is_empty() && !retyped {
             return inner;
         }
         let schema = Arc::new(Schema::new_with_metadata(fields, own.metadata().clone()));
@@ -132,7 +184,22 @@ impl TableProvider for WithXmin {
         for &index in &wanted {
             let name = self.schema.field(index).name().clone();
             if index < own {
-                exprs.push((Arc::new(Column::new(&name, next)), name));
+                let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(&name, next));
+                let data_type = self.schema.field(index).data_type();
+                let column: Arc<dyn PhysicalExpr> = match input.schema().field(next).data_type() {
+                    same if same == data_type => column,
+                    // Text as a text array: `{a,b}` parsed, NULL kept NULL (a cast would
+                    // give `{NULL}`).
+                    DataType::Utf8 => Arc::new(ScalarFunctionExpr::new(
+                        TEXT_ARRAY,
+                        Arc::new(ScalarUDF::new_from_impl(TextArray::default())),
+                        vec![column],
+                        Arc::new(Field::new(&name, data_type.clone(), true)),
+                        Arc::new(ConfigOptions::default()),
+                    )),
+                    _ => Arc::new(CastExpr::new(column, data_type.clone(), None)),
+                };
+                exprs.push((column, name));
                 next += 1;
             } else {
                 let value = Literal::new(self.added[index - own].clone());
@@ -140,6 +207,47 @@ impl TableProvider for WithXmin {
             }
         }
         Ok(Arc::new(ProjectionExec::try_new(exprs, input)?))
+    }
+}
+
+const TEXT_ARRAY: &str = "pg_text_array";
+
+/// A PostgreSQL text array literal (`{a,"b c"}`) as a list of text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextArray {
+    signature: Signature,
+}
+
+impl Default for TextArray {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TextArray {
+    fn name(&self) -> &str {
+        TEXT_ARRAY
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(text_array())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [text] = args.args.as_slice() else {
+            return exec_err!("{TEXT_ARRAY} takes one argument");
+        };
+        let texts = text.to_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(parse_array_column(
+            &texts,
+            &DataType::Utf8,
+        )?))
     }
 }
 
