@@ -199,6 +199,10 @@ fn array_of_unnest(expr: &Expr) -> Option<Expr> {
     let [array] = array_exprs.as_slice() else {
         return None;
     };
+    // An aggregate over the elements (`ARRAY(SELECT count(*) FROM unnest(a))`) is no map.
+    if is_aggregate(value) || select.selection.as_ref().is_some_and(is_aggregate) {
+        return None;
+    }
     if select.distinct.is_some()
         || select.having.is_some()
         || !from.joins.is_empty()
@@ -936,6 +940,10 @@ mod tests {
             (
                 "SELECT ARRAY(SELECT u FROM unnest(a) u ORDER BY u) FROM t",
                 "SELECT ARRAY(SELECT u FROM UNNEST(a) u ORDER BY u) FROM t",
+            ),
+            (
+                "SELECT ARRAY(SELECT count(*) FROM unnest(a) u) FROM t",
+                "SELECT ARRAY(SELECT count(*) FROM UNNEST(a) u) FROM t",
             ),
             (
                 "SELECT ARRAY(SELECT DISTINCT u FROM unnest(a) u) FROM t",
