@@ -76,13 +76,6 @@ pub fn rewrite(statement: &mut Statement) {
         if let Some(subscripts) = generate_subscripts(expr) {
             *expr = subscripts;
         }
-        if let Some(mapped) = array_of_unnest(expr) {
-            *expr = mapped;
-        }
-        if let Some(expanded) = expand_array(expr) {
-            *expr = expanded;
-        }
-        name_fields(expr);
         ControlFlow::<()>::Continue(())
     });
     // After the CASE rewrites, which move lookups that must not be aggregated yet.
@@ -92,6 +85,18 @@ pub fn rewrite(statement: &mut Statement) {
         {
             *expr = lifted;
         }
+        ControlFlow::<()>::Continue(())
+    });
+    // Last: the rewrites above print and parse expressions again, and PostgreSQL's syntax has
+    // no lambdas.
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Some(mapped) = array_of_unnest(expr) {
+            *expr = mapped;
+        }
+        if let Some(expanded) = expand_array(expr) {
+            *expr = expanded;
+        }
+        name_fields(expr);
         ControlFlow::<()>::Continue(())
     });
 }
@@ -156,8 +161,8 @@ fn generate_subscripts(expr: &Expr) -> Option<Expr> {
 
 /// `ARRAY(SELECT e FROM unnest(a) [AS t[(x)]] [WHERE p])`, an array computed from an array of
 /// the enclosing row (DataGrip: `array(select unnest::regoper::varchar from
-/// unnest(conexclop))`), as `pg_empty_if_null(array_transform(array_filter(a, x -> p), x ->
-/// e))`. DataFusion plans no subquery over a set-returning function of the enclosing row, and
+/// unnest(conexclop))`), as `array_transform(array_filter(pg_empty_if_null(a), x -> p), x ->
+/// e)`. DataFusion plans no subquery over a set-returning function of the enclosing row, and
 /// its higher-order functions do the same: keep the elements where `p` holds, in order, and map
 /// each through `e`. Like PostgreSQL's constructor, the result is an empty array, not NULL,
 /// when `a` is NULL or nothing is kept.
@@ -199,8 +204,10 @@ fn array_of_unnest(expr: &Expr) -> Option<Expr> {
     let [array] = array_exprs.as_slice() else {
         return None;
     };
-    // An aggregate over the elements (`ARRAY(SELECT count(*) FROM unnest(a))`) is no map.
-    if is_aggregate(value) || select.selection.as_ref().is_some_and(is_aggregate) {
+    // An aggregate over the elements (`ARRAY(SELECT count(*) FROM unnest(a))`) is no map, and
+    // a subquery has no place in a lambda.
+    let per_element = |expr: &Expr| !is_aggregate(expr) && !has_subquery(expr);
+    if !per_element(value) || !select.selection.as_ref().is_none_or(per_element) {
         return None;
     }
     if select.distinct.is_some()
@@ -213,10 +220,10 @@ fn array_of_unnest(expr: &Expr) -> Option<Expr> {
     // The element's column, and the name the unnest is known by: `unnest` unless aliased;
     // a lone alias names the column too, as for any single-column function in PostgreSQL.
     let (table, column) = match alias {
-        None => ("unnest".to_owned(), "unnest".to_owned()),
+        None => (Ident::new("unnest"), Ident::new("unnest")),
         Some(alias) => match alias.columns.as_slice() {
-            [] => (alias.name.value.clone(), alias.name.value.clone()),
-            [column] => (alias.name.value.clone(), column.name.value.clone()),
+            [] => (alias.name.clone(), alias.name.clone()),
+            [column] => (alias.name.clone(), column.name.clone()),
             _ => return None,
         },
     };
@@ -230,10 +237,8 @@ fn array_of_unnest(expr: &Expr) -> Option<Expr> {
                 _ => return ControlFlow::<()>::Continue(()),
             };
             let is_element = match names.as_slice() {
-                [c] => c.value.eq_ignore_ascii_case(&column),
-                [t, c] => {
-                    t.value.eq_ignore_ascii_case(&table) && c.value.eq_ignore_ascii_case(&column)
-                }
+                [c] => same_name(c, &column),
+                [t, c] => same_name(t, &table) && same_name(c, &column),
                 _ => false,
             };
             if is_element {
@@ -253,7 +258,8 @@ fn array_of_unnest(expr: &Expr) -> Option<Expr> {
             syntax: LambdaSyntax::Arrow,
         })
     };
-    let mut result = array.clone();
+    // Filter and map never see the values a NULL array may hold, nor give NULL themselves.
+    let mut result = call(EMPTY_IF_NULL_FUNCTION, vec![array.clone()]);
     if let Some(condition) = &select.selection {
         result = call("array_filter", vec![result, lambda(to_element(condition))]);
     }
@@ -261,7 +267,28 @@ fn array_of_unnest(expr: &Expr) -> Option<Expr> {
     if value != Expr::Identifier(element.clone()) {
         result = call("array_transform", vec![result, lambda(value)]);
     }
-    Some(call(EMPTY_IF_NULL_FUNCTION, vec![result]))
+    Some(result)
+}
+
+/// Do two identifiers name the same thing? Unquoted ones in any case, quoted ones exactly.
+fn same_name(a: &Ident, b: &Ident) -> bool {
+    let normal = |id: &Ident| match id.quote_style {
+        Some(_) => id.value.clone(),
+        None => id.value.to_lowercase(),
+    };
+    normal(a) == normal(b)
+}
+
+/// Does `expr` hold a subquery?
+fn has_subquery(expr: &Expr) -> bool {
+    visit_expressions(expr, |e| match e {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        Expr::Function(f) if matches!(f.args, FunctionArguments::Subquery(_)) => {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
 }
 
 /// `information_schema._pg_expandarray(a)`, PostgreSQL's set-returning function of `(x, n)`
@@ -775,6 +802,25 @@ fn is_aggregate(expr: &Expr) -> bool {
         "jsonb_agg",
         "first_value",
         "last_value",
+        "every",
+        "bit_and",
+        "bit_or",
+        "bit_xor",
+        "stddev",
+        "stddev_pop",
+        "stddev_samp",
+        "variance",
+        "var_pop",
+        "var_samp",
+        "json_object_agg",
+        "jsonb_object_agg",
+        "percentile_cont",
+        "percentile_disc",
+        "mode",
+        "corr",
+        "covar_pop",
+        "covar_samp",
+        "regr_count",
     ];
     // Any aggregate call in `expr`, such as `count(*) > 0`.
     let mut found = false;
@@ -782,7 +828,10 @@ fn is_aggregate(expr: &Expr) -> bool {
         if let Expr::Function(function) = e {
             let name = function.name.to_string().to_ascii_lowercase();
             let name = name.rsplit('.').next().unwrap_or(&name);
-            found |= AGGREGATES.contains(&name);
+            found |= AGGREGATES.contains(&name)
+                || function.over.is_some()
+                || function.filter.is_some()
+                || !function.within_group.is_empty();
         }
         ControlFlow::<()>::Continue(())
     });
@@ -916,17 +965,17 @@ mod tests {
             // DataGrip's exclusion operators: a map.
             (
                 "SELECT array(SELECT unnest::regoper::varchar FROM unnest(conexclop)) FROM pg_catalog.pg_constraint",
-                "SELECT pg_empty_if_null(array_transform(conexclop, pg_element -> pg_element::regoper::VARCHAR)) FROM pg_catalog.pg_constraint",
+                "SELECT array_transform(pg_empty_if_null(conexclop), pg_element -> pg_element::regoper::VARCHAR) FROM pg_catalog.pg_constraint",
             ),
             // DataGrip's extension updates: a filter reading the enclosing row.
             (
                 "SELECT array(SELECT unnest FROM unnest(available_versions) WHERE unnest > extversion) FROM e",
-                "SELECT pg_empty_if_null(array_filter(available_versions, pg_element -> pg_element > extversion)) FROM e",
+                "SELECT array_filter(pg_empty_if_null(available_versions), pg_element -> pg_element > extversion) FROM e",
             ),
             // Aliases name the element; a qualified reference too.
             (
                 "SELECT ARRAY(SELECT v.k * 2 FROM unnest(a) AS v(k) WHERE k > 1) FROM t",
-                "SELECT pg_empty_if_null(array_transform(array_filter(a, pg_element -> pg_element > 1), pg_element -> pg_element * 2)) FROM t",
+                "SELECT array_transform(array_filter(pg_empty_if_null(a), pg_element -> pg_element > 1), pg_element -> pg_element * 2) FROM t",
             ),
             (
                 "SELECT ARRAY(SELECT u FROM unnest(t.a) u) FROM t",
@@ -940,6 +989,20 @@ mod tests {
             (
                 "SELECT ARRAY(SELECT u FROM unnest(a) u ORDER BY u) FROM t",
                 "SELECT ARRAY(SELECT u FROM UNNEST(a) u ORDER BY u) FROM t",
+            ),
+            // Quoted names are exact: "U" is the outer column, u the element.
+            (
+                "SELECT ARRAY(SELECT u FROM unnest(a) u WHERE u > \"U\") FROM t",
+                "SELECT array_filter(pg_empty_if_null(a), pg_element -> pg_element > \"U\") FROM t",
+            ),
+            // Inside a catalog subquery that other rewrites reshape, still a lambda.
+            (
+                "SELECT (SELECT ARRAY(SELECT u FROM unnest(c.conkey) u WHERE u > 1) FROM pg_catalog.pg_constraint c WHERE c.conrelid = t.oid) FROM t",
+                "SELECT (SELECT first_value(array_filter(pg_empty_if_null(c.conkey), pg_element -> pg_element > 1)) FROM pg_catalog.pg_constraint c WHERE c.conrelid = t.oid) FROM t",
+            ),
+            (
+                "SELECT ARRAY(SELECT u FROM unnest(a) u WHERE u IN (SELECT x FROM s)) FROM t",
+                "SELECT ARRAY(SELECT u FROM UNNEST(a) u WHERE u IN (SELECT x FROM s)) FROM t",
             ),
             (
                 "SELECT ARRAY(SELECT count(*) FROM unnest(a) u) FROM t",

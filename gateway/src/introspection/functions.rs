@@ -588,6 +588,36 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
             DataType::Boolean,
             |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))),
         ),
+        // What a standby answers before it has replayed anything: no WAL position, no time.
+        function(
+            "pg_last_wal_receive_lsn",
+            Signature::exact(vec![], Volatility::Volatile),
+            DataType::Utf8,
+            |_, _| Ok(text(None)),
+        ),
+        function(
+            "pg_last_wal_replay_lsn",
+            Signature::exact(vec![], Volatility::Volatile),
+            DataType::Utf8,
+            |_, _| Ok(text(None)),
+        ),
+        function(
+            "pg_last_xact_replay_timestamp",
+            Signature::exact(vec![], Volatility::Volatile),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            |_, _| {
+                Ok(ColumnarValue::Scalar(ScalarValue::TimestampMicrosecond(
+                    None,
+                    Some("UTC".into()),
+                )))
+            },
+        ),
+        function(
+            "pg_is_wal_replay_paused",
+            Signature::exact(vec![], Volatility::Volatile),
+            DataType::Boolean,
+            |_, _| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false)))),
+        ),
         no_transaction_id("txid_current"),
         no_transaction_id("pg_current_xact_id"),
         function(

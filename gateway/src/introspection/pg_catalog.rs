@@ -2,7 +2,7 @@
 //! system column, the array columns its snapshot stores as text typed as PostgreSQL has them,
 //! and the views it lacks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -189,7 +189,8 @@ pub(super) fn available_extensions(
             texts(&versions),
             flag(true),
             flag(true),
-            flag(false),
+            // plpgsql, the one there is, is trusted (PostgreSQL 13 and later).
+            flag(true),
             Arc::new(BooleanArray::from(relocatable)),
             texts(&schemas),
             new_null_array(&text_list, rows),
@@ -346,16 +347,96 @@ pub(super) fn with_typed_arrays(
 
 /// `pg_aggregate` with `aggfnoid` as the aggregate's oid, which it is in PostgreSQL (a
 /// `regproc`), so that `pg_aggregate JOIN pg_proc ON aggfnoid = pg_proc.oid` (Grafana's
-/// aggregate list) works. The library stores the function's name (`pg_catalog.avg`), shared
-/// by its overloads; both snapshots list the overloads of a name in oid order, as
-/// PostgreSQL's catalog data does, so the n-th row named `avg` is the n-th aggregate `avg` of
-/// `pg_proc`.
+/// aggregate list) works.
+///
+/// The library stores the function's name (`pg_catalog.max`), which its overloads share. An
+/// overload is known by its argument types, and a row of `pg_aggregate` tells them through its
+/// transition function, whose arguments are the state and then the aggregate's own
+/// (`int8larger(int8, int8)` for `max(int8)`), or, for ordered-set aggregates, which share
+/// one transition function, through their final function (`percentile_disc_final(internal,
+/// float8, anyelement)`). A row neither tells apart takes the first overload left, in oid
+/// order.
 pub(super) fn with_aggregate_oids(
     aggregates: &ArrowTable,
     procs: &ArrowTable,
 ) -> Result<ArrowTable> {
-    let mut oids_by_name: HashMap<String, VecDeque<i32>> = HashMap::new();
-    let mut listed = Vec::new();
+    let procs = proc_signatures(procs)?;
+    let mut unused: HashMap<&str, Vec<&ProcSignature>> = HashMap::new();
+    for proc in procs.iter().filter(|p| p.is_aggregate) {
+        unused.entry(proc.name.as_str()).or_default().push(proc);
+    }
+    for overloads in unused.values_mut() {
+        overloads.sort_by_key(|p| p.oid);
+    }
+    // The argument types an aggregate's support function `name` implies: its own after the
+    // state, one list per overload of that name.
+    let implied = |name: Option<&str>| -> Vec<&[i64]> {
+        let Some(name) = name else { return Vec::new() };
+        let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+        procs
+            .iter()
+            .filter(|p| p.name == name && !p.args.is_empty())
+            .map(|p| &p.args[1..])
+            .collect()
+    };
+    let schema = aggregates.schema();
+    let index = schema.index_of("aggfnoid")?;
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[index] = Field::new("aggfnoid", DataType::Int32, true);
+    let typed = Arc::new(Schema::new(fields));
+    let mut batches = Vec::new();
+    for batch in aggregates.data() {
+        let text = |name: &str| -> Result<ArrayRef> {
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| DataFusionError::Internal(format!("pg_aggregate has no {name}")))?;
+            Ok(cast(column, &DataType::Utf8)?)
+        };
+        let (names, transfns, finalfns) =
+            (text("aggfnoid")?, text("aggtransfn")?, text("aggfinalfn")?);
+        let (names, transfns, finalfns) = (
+            names.as_string::<i32>(),
+            transfns.as_string::<i32>(),
+            finalfns.as_string::<i32>(),
+        );
+        let mut oids = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let name = names.is_valid(row).then(|| names.value(row));
+            let name = name.map(|n| n.strip_prefix("pg_catalog.").unwrap_or(n));
+            let Some(overloads) = name.and_then(|n| unused.get_mut(n)) else {
+                oids.push(None);
+                continue;
+            };
+            let transfn = transfns.is_valid(row).then(|| transfns.value(row));
+            let finalfn = finalfns.is_valid(row).then(|| finalfns.value(row));
+            let told = [implied(transfn), implied(finalfn)]
+                .into_iter()
+                .find_map(|signatures| {
+                    let matching: Vec<usize> = (0..overloads.len())
+                        .filter(|&i| signatures.contains(&overloads[i].args.as_slice()))
+                        .collect();
+                    (matching.len() == 1).then(|| matching[0])
+                });
+            let chosen = told.unwrap_or(0);
+            oids.push((chosen < overloads.len()).then(|| overloads.remove(chosen).oid));
+        }
+        let mut columns = batch.columns().to_vec();
+        columns[index] = Arc::new(Int32Array::from(oids));
+        batches.push(RecordBatch::try_new(Arc::clone(&typed), columns)?);
+    }
+    arrow_table(&typed, &batches)
+}
+
+/// A function of `pg_proc`: its oid, name, whether it is an aggregate, and its argument types.
+struct ProcSignature {
+    oid: i32,
+    name: String,
+    is_aggregate: bool,
+    args: Vec<i64>,
+}
+
+fn proc_signatures(procs: &ArrowTable) -> Result<Vec<ProcSignature>> {
+    let mut signatures = Vec::new();
     for batch in procs.data() {
         let column = |name: &str| {
             batch
@@ -365,43 +446,29 @@ pub(super) fn with_aggregate_oids(
         let oids = cast(column("oid")?, &DataType::Int32)?;
         let names = cast(column("proname")?, &DataType::Utf8)?;
         let kinds = cast(column("prokind")?, &DataType::Utf8)?;
-        let (oids, names, kinds) = (
+        let args = parse_array_column(column("proargtypes")?, &DataType::Int64)?;
+        let (oids, names, kinds, args) = (
             oids.as_primitive::<Int32Type>(),
             names.as_string::<i32>(),
             kinds.as_string::<i32>(),
+            args.as_list::<i32>(),
         );
         for row in 0..batch.num_rows() {
-            if kinds.is_valid(row) && kinds.value(row) == "a" && oids.is_valid(row) {
-                listed.push((names.value(row).to_owned(), oids.value(row)));
+            if !(oids.is_valid(row) && names.is_valid(row)) {
+                continue;
             }
+            let types = args.is_valid(row).then(|| args.value(row));
+            signatures.push(ProcSignature {
+                oid: oids.value(row),
+                name: names.value(row).to_owned(),
+                is_aggregate: kinds.is_valid(row) && kinds.value(row) == "a",
+                args: types.map_or_else(Vec::new, |types| {
+                    types.as_primitive::<Int64Type>().iter().flatten().collect()
+                }),
+            });
         }
     }
-    listed.sort_by_key(|(_, oid)| *oid);
-    for (name, oid) in listed {
-        oids_by_name.entry(name).or_default().push_back(oid);
-    }
-    let schema = aggregates.schema();
-    let index = schema.index_of("aggfnoid")?;
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[index] = Field::new("aggfnoid", DataType::Int32, true);
-    let typed = Arc::new(Schema::new(fields));
-    let mut batches = Vec::new();
-    for batch in aggregates.data() {
-        let names = cast(batch.column(index), &DataType::Utf8)?;
-        let oids: Int32Array = names
-            .as_string::<i32>()
-            .iter()
-            .map(|name| {
-                let name = name?;
-                let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
-                oids_by_name.get_mut(name)?.pop_front()
-            })
-            .collect();
-        let mut columns = batch.columns().to_vec();
-        columns[index] = Arc::new(oids);
-        batches.push(RecordBatch::try_new(Arc::clone(&typed), columns)?);
-    }
-    arrow_table(&typed, &batches)
+    Ok(signatures)
 }
 
 /// An `ArrowTable` of `batches`.
@@ -428,7 +495,7 @@ pub(super) fn parse_array_column(array: &ArrayRef, item: &DataType) -> Result<Ar
                 None => list.append_null(),
                 Some(text) => {
                     for element in array_elements(text) {
-                        list.values().append_value(element);
+                        list.values().append_option(element);
                     }
                     list.append(true);
                 }
@@ -462,14 +529,27 @@ pub(super) fn parse_array_column(array: &ArrayRef, item: &DataType) -> Result<Ar
     )?)
 }
 
-/// The elements of a PostgreSQL text array literal (`{a,"b c",d}`), unquoted.
-fn array_elements(text: &str) -> Vec<String> {
+/// The elements of a PostgreSQL text array literal (`{a,"b c",NULL}`): quoted ones unquoted,
+/// unquoted ones trimmed, an unquoted `NULL` a NULL element.
+fn array_elements(text: &str) -> Vec<Option<String>> {
     let inner = text.trim();
     let inner = inner.strip_prefix('{').unwrap_or(inner);
     let inner = inner.strip_suffix('}').unwrap_or(inner);
     let mut elements = Vec::new();
-    let mut current = String::new();
+    if inner.trim().is_empty() {
+        return elements;
+    }
+    let (mut current, mut was_quoted) = (String::new(), false);
     let (mut quoted, mut escaped) = (false, false);
+    let finish = |current: &mut String, was_quoted: &mut bool| {
+        let element = std::mem::take(current);
+        if std::mem::take(was_quoted) {
+            Some(element)
+        } else {
+            let trimmed = element.trim();
+            (!trimmed.eq_ignore_ascii_case("null")).then(|| trimmed.to_owned())
+        }
+    };
     for c in inner.chars() {
         match c {
             _ if escaped => {
@@ -477,14 +557,15 @@ fn array_elements(text: &str) -> Vec<String> {
                 escaped = false;
             }
             '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => elements.push(std::mem::take(&mut current)),
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            ',' if !quoted => elements.push(finish(&mut current, &mut was_quoted)),
             _ => current.push(c),
         }
     }
-    if !inner.is_empty() {
-        elements.push(current);
-    }
+    elements.push(finish(&mut current, &mut was_quoted));
     elements
 }
 
@@ -522,17 +603,23 @@ mod tests {
 
     #[test]
     fn text_array_literals_split_into_elements() {
-        let cases: [(&str, &[&str]); 5] = [
-            ("{postgres=X/postgres}", &["postgres=X/postgres"]),
+        let cases: [(&str, &[Option<&str>]); 6] = [
+            ("{postgres=X/postgres}", &[Some("postgres=X/postgres")]),
             (
                 "{=Tc/postgres,postgres=CTc/postgres}",
-                &["=Tc/postgres", "postgres=CTc/postgres"],
+                &[Some("=Tc/postgres"), Some("postgres=CTc/postgres")],
             ),
-            (r#"{"a,b=r/c",d}"#, &["a,b=r/c", "d"]),
-            (r#"{"quote\"d"}"#, &["quote\"d"]),
+            (r#"{"a,b=r/c", d}"#, &[Some("a,b=r/c"), Some("d")]),
+            (
+                r#"{"quote\"d","NULL",NULL}"#,
+                &[Some("quote\"d"), Some("NULL"), None],
+            ),
             ("{}", &[]),
+            ("", &[]),
         ];
         for (text, expected) in cases {
+            let expected: Vec<Option<String>> =
+                expected.iter().map(|e| e.map(str::to_owned)).collect();
             assert_eq!(array_elements(text), expected, "{text}");
         }
     }
