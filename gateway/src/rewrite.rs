@@ -23,8 +23,8 @@ use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CaseWhen, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, LambdaFunction,
     LambdaFunctionParameter, LambdaSyntax, ObjectName, OneOrManyWithParens, Query, Select,
-    SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value, visit_expressions,
-    visit_expressions_mut,
+    SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -49,6 +49,8 @@ pub const LIKE_ESCAPE_FUNCTION: &str = "pg_like_escape";
 
 /// Applies every rewrite to `statement`.
 pub fn rewrite(statement: &mut Statement) {
+    // First, while the expressions are as written: the names PostgreSQL gives them.
+    let _ = statement.visit(&mut PostgresColumnNames);
     let _ = visit_expressions_mut(statement, |expr| {
         if let Expr::Like {
             pattern,
@@ -99,6 +101,85 @@ pub fn rewrite(statement: &mut Statement) {
         name_fields(expr);
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// Names the select-list expressions the rewrites below change as PostgreSQL names them
+/// (`array`, `_pg_expandarray`, the field of `(row).field`), where the query does not, so a
+/// client sees the column it would see on PostgreSQL rather than the rewritten expression.
+struct PostgresColumnNames;
+
+impl VisitorMut for PostgresColumnNames {
+    type Break = ();
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        name_columns(&mut query.body);
+        ControlFlow::Continue(())
+    }
+}
+
+fn name_columns(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            // Only names no other column has: PostgreSQL allows a name twice, DataFusion does
+            // not, and the names `*` may bring are unknown here.
+            let mut taken = Vec::new();
+            for item in &select.projection {
+                match item {
+                    SelectItem::ExprWithAlias { alias, .. } => {
+                        taken.push(alias.value.to_lowercase())
+                    }
+                    SelectItem::UnnamedExpr(Expr::Identifier(id)) => {
+                        taken.push(id.value.to_lowercase())
+                    }
+                    SelectItem::UnnamedExpr(Expr::CompoundIdentifier(ids)) => {
+                        taken.extend(ids.last().map(|id| id.value.to_lowercase()))
+                    }
+                    SelectItem::UnnamedExpr(_) => {}
+                    _ => return,
+                }
+            }
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(expr) = item
+                    && let Some(name) = postgres_column_name(expr)
+                    && !taken.contains(&name.to_lowercase())
+                {
+                    taken.push(name.to_lowercase());
+                    *item = SelectItem::ExprWithAlias {
+                        expr: expr.clone(),
+                        alias: Ident::with_quote('"', name),
+                    };
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            name_columns(left);
+            name_columns(right);
+        }
+        _ => {}
+    }
+}
+
+/// PostgreSQL's name for `expr` in a select list, for the expressions rewritten into others.
+fn postgres_column_name(expr: &Expr) -> Option<String> {
+    if array_of_unnest(expr).is_some() {
+        return Some("array".to_owned());
+    }
+    if expand_array(expr).is_some() {
+        return Some("_pg_expandarray".to_owned());
+    }
+    if let Expr::CompoundFieldAccess { root, access_chain } = expr
+        && !matches!(
+            root.as_ref(),
+            Expr::Identifier(_) | Expr::CompoundIdentifier(_)
+        )
+        && let Some(AccessExpr::Dot(Expr::Identifier(field))) = access_chain.last()
+    {
+        return Some(match field.quote_style {
+            Some(_) => field.value.clone(),
+            None => field.value.to_lowercase(),
+        });
+    }
+    None
 }
 
 /// `CAST(name AS regclass)` for a name computed by the query (Metabase writes
@@ -965,21 +1046,21 @@ mod tests {
             // DataGrip's exclusion operators: a map.
             (
                 "SELECT array(SELECT unnest::regoper::varchar FROM unnest(conexclop)) FROM pg_catalog.pg_constraint",
-                "SELECT array_transform(pg_empty_if_null(conexclop), pg_element -> pg_element::regoper::VARCHAR) FROM pg_catalog.pg_constraint",
+                "SELECT array_transform(pg_empty_if_null(conexclop), pg_element -> pg_element::regoper::VARCHAR) AS \"array\" FROM pg_catalog.pg_constraint",
             ),
             // DataGrip's extension updates: a filter reading the enclosing row.
             (
                 "SELECT array(SELECT unnest FROM unnest(available_versions) WHERE unnest > extversion) FROM e",
-                "SELECT array_filter(pg_empty_if_null(available_versions), pg_element -> pg_element > extversion) FROM e",
+                "SELECT array_filter(pg_empty_if_null(available_versions), pg_element -> pg_element > extversion) AS \"array\" FROM e",
             ),
             // Aliases name the element; a qualified reference too.
             (
                 "SELECT ARRAY(SELECT v.k * 2 FROM unnest(a) AS v(k) WHERE k > 1) FROM t",
-                "SELECT array_transform(array_filter(pg_empty_if_null(a), pg_element -> pg_element > 1), pg_element -> pg_element * 2) FROM t",
+                "SELECT array_transform(array_filter(pg_empty_if_null(a), pg_element -> pg_element > 1), pg_element -> pg_element * 2) AS \"array\" FROM t",
             ),
             (
                 "SELECT ARRAY(SELECT u FROM unnest(t.a) u) FROM t",
-                "SELECT pg_empty_if_null(t.a) FROM t",
+                "SELECT pg_empty_if_null(t.a) AS \"array\" FROM t",
             ),
             // Other subqueries, and ordered ones, are left alone.
             (
@@ -993,12 +1074,12 @@ mod tests {
             // Quoted names are exact: "U" is the outer column, u the element.
             (
                 "SELECT ARRAY(SELECT u FROM unnest(a) u WHERE u > \"U\") FROM t",
-                "SELECT array_filter(pg_empty_if_null(a), pg_element -> pg_element > \"U\") FROM t",
+                "SELECT array_filter(pg_empty_if_null(a), pg_element -> pg_element > \"U\") AS \"array\" FROM t",
             ),
             // Inside a catalog subquery that other rewrites reshape, still a lambda.
             (
                 "SELECT (SELECT ARRAY(SELECT u FROM unnest(c.conkey) u WHERE u > 1) FROM pg_catalog.pg_constraint c WHERE c.conrelid = t.oid) FROM t",
-                "SELECT (SELECT first_value(array_filter(pg_empty_if_null(c.conkey), pg_element -> pg_element > 1)) FROM pg_catalog.pg_constraint c WHERE c.conrelid = t.oid) FROM t",
+                "SELECT (SELECT first_value(array_filter(pg_empty_if_null(c.conkey), pg_element -> pg_element > 1)) AS \"array\" FROM pg_catalog.pg_constraint c WHERE c.conrelid = t.oid) FROM t",
             ),
             (
                 "SELECT ARRAY(SELECT u FROM unnest(a) u WHERE u IN (SELECT x FROM s)) FROM t",
@@ -1028,6 +1109,22 @@ mod tests {
         assert_eq!(
             rewritten("SELECT * FROM r WHERE r.a_attnum = (r.KEYS).X AND (r.keys).\"N\" = 1"),
             "SELECT * FROM r WHERE r.a_attnum = (r.KEYS).'x' AND (r.keys).'N' = 1"
+        );
+        // Unaliased, the columns have PostgreSQL's names.
+        assert_eq!(
+            rewritten(
+                "SELECT (information_schema._pg_expandarray(a)).n, information_schema._pg_expandarray(a) FROM t"
+            ),
+            "SELECT (unnest(pg_expandarray(a))).'n' AS \"n\", unnest(pg_expandarray(a)) AS \"_pg_expandarray\" FROM t"
+        );
+        // Not a name another column has (DataFusion allows none twice), nor beside `*`.
+        assert_eq!(
+            rewritten("SELECT r.n, (r.keys).n FROM r"),
+            "SELECT r.n, (r.keys).'n' FROM r"
+        );
+        assert_eq!(
+            rewritten("SELECT *, (r.keys).n FROM r"),
+            "SELECT *, (r.keys).'n' FROM r"
         );
         // Names before a subscript name the column (pgjdbc's getIndexInfo).
         assert_eq!(
