@@ -125,38 +125,18 @@ impl StaticTables {
         )?);
         // `aclitem[]`, a text array to clients (psql's `\dp` and `\l` print them with
         // `array_to_string`).
-        tables.pg_proc = Arc::new(with_typed_arrays(
-            &tables.pg_proc,
-            &[("proacl", DataType::Utf8)],
-        )?);
-        tables.pg_type = Arc::new(with_typed_arrays(
-            &tables.pg_type,
-            &[("typacl", DataType::Utf8)],
-        )?);
-        tables.pg_language = Arc::new(with_typed_arrays(
-            &tables.pg_language,
-            &[("lanacl", DataType::Utf8)],
-        )?);
-        tables.pg_tablespace = Arc::new(with_typed_arrays(
-            &tables.pg_tablespace,
-            &[("spcacl", DataType::Utf8)],
-        )?);
-        tables.pg_largeobject_metadata = Arc::new(with_typed_arrays(
-            &tables.pg_largeobject_metadata,
-            &[("lomacl", DataType::Utf8)],
-        )?);
-        tables.pg_foreign_data_wrapper = Arc::new(with_typed_arrays(
-            &tables.pg_foreign_data_wrapper,
-            &[("fdwacl", DataType::Utf8)],
-        )?);
-        tables.pg_foreign_server = Arc::new(with_typed_arrays(
-            &tables.pg_foreign_server,
-            &[("srvacl", DataType::Utf8)],
-        )?);
-        tables.pg_default_acl = Arc::new(with_typed_arrays(
-            &tables.pg_default_acl,
-            &[("defaclacl", DataType::Utf8)],
-        )?);
+        for (table, acl) in [
+            (&mut tables.pg_proc, "proacl"),
+            (&mut tables.pg_type, "typacl"),
+            (&mut tables.pg_language, "lanacl"),
+            (&mut tables.pg_tablespace, "spcacl"),
+            (&mut tables.pg_largeobject_metadata, "lomacl"),
+            (&mut tables.pg_foreign_data_wrapper, "fdwacl"),
+            (&mut tables.pg_foreign_server, "srvacl"),
+            (&mut tables.pg_default_acl, "defaclacl"),
+        ] {
+            *table = Arc::new(with_typed_arrays(table, &[(acl, DataType::Utf8)])?);
+        }
         tables.pg_aggregate = Arc::new(with_aggregate_oids(&tables.pg_aggregate, &tables.pg_proc)?);
         let mut types = HashMap::new();
         for batch in tables.pg_type.data() {

@@ -135,11 +135,7 @@ pub(super) fn available_extensions(
     let (mut names, mut versions, mut relocatable, mut schemas) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for batch in pg_extension.data() {
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| DataFusionError::Internal(format!("pg_extension has no {name}")))
-        };
+        let column = |name: &str| named_column(batch, "pg_extension", name);
         let extname = cast(column("extname")?, &DataType::Utf8)?;
         let extversion = cast(column("extversion")?, &DataType::Utf8)?;
         let extrelocatable = cast(column("extrelocatable")?, &DataType::Boolean)?;
@@ -387,10 +383,10 @@ pub(super) fn with_aggregate_oids(
     let mut batches = Vec::new();
     for batch in aggregates.data() {
         let text = |name: &str| -> Result<ArrayRef> {
-            let column = batch
-                .column_by_name(name)
-                .ok_or_else(|| DataFusionError::Internal(format!("pg_aggregate has no {name}")))?;
-            Ok(cast(column, &DataType::Utf8)?)
+            Ok(cast(
+                named_column(batch, "pg_aggregate", name)?,
+                &DataType::Utf8,
+            )?)
         };
         let (names, transfns, finalfns) =
             (text("aggfnoid")?, text("aggtransfn")?, text("aggfinalfn")?);
@@ -438,11 +434,7 @@ struct ProcSignature {
 fn proc_signatures(procs: &ArrowTable) -> Result<Vec<ProcSignature>> {
     let mut signatures = Vec::new();
     for batch in procs.data() {
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| DataFusionError::Internal(format!("pg_proc has no {name}")))
-        };
+        let column = |name: &str| named_column(batch, "pg_proc", name);
         let oids = cast(column("oid")?, &DataType::Int32)?;
         let names = cast(column("proname")?, &DataType::Utf8)?;
         let kinds = cast(column("prokind")?, &DataType::Utf8)?;
@@ -469,6 +461,13 @@ fn proc_signatures(procs: &ArrowTable) -> Result<Vec<ProcSignature>> {
         }
     }
     Ok(signatures)
+}
+
+/// The column `name` of a batch of the library's `table`.
+fn named_column<'a>(batch: &'a RecordBatch, table: &str, name: &str) -> Result<&'a ArrayRef> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("{table} has no {name}")))
 }
 
 /// An `ArrowTable` of `batches`.
