@@ -36,6 +36,12 @@ pub enum GatewayError {
     /// The wire protocol layer failed (encoding a value, writing to the client).
     #[error("{0}")]
     Wire(String),
+    /// A statement whose expressions nest deeper than the gateway evaluates (54001).
+    #[error("stack depth limit exceeded: an expression nests more than {0} levels deep")]
+    TooDeep(usize),
+    /// A message the protocol does not allow here, or whose parts do not agree (08P01).
+    #[error("{0}")]
+    Protocol(String),
     /// A result larger than the gateway's row limit for ad hoc queries.
     #[error(
         "the result has more than {0} rows, the gateway's max_result_rows; add a LIMIT or an aggregate"
@@ -71,6 +77,8 @@ impl GatewayError {
             Self::TooManyRows(_) => pg("54000", self.to_string()),
             Self::AbortedTransaction => pg("25P02", self.to_string()),
             Self::Wire(_) => pg("XX000", self.to_string()),
+            Self::Protocol(_) => pg("08P01", self.to_string()),
+            Self::TooDeep(_) => pg("54001", self.to_string()),
             Self::DataFusion(e) => datafusion_to_pg(e),
         }
     }
@@ -206,6 +214,10 @@ fn arrow_error_to_pg(error: &ArrowError) -> PgError {
 fn source_error_to_pg(error: &SourceError) -> PgError {
     let code = match error.error {
         ConnectorError::Unavailable(_) => "08006",
+        // PostgreSQL's codes for the same events in its own sessions.
+        ConnectorError::Interrupted(_) => "57P01",
+        ConnectorError::Overloaded(_) => "53300",
+        ConnectorError::TimedOut(_) => "57014",
         ConnectorError::NotFound(_) => "42P01",
         ConnectorError::InvalidData(_) => "22000",
         ConnectorError::DataFusion(_) => "XX000",
@@ -266,6 +278,17 @@ mod tests {
             DataFusionError::Execution("Scalar subquery returned more than one row".into()),
             "21000",
             "Scalar subquery returned more than one row",
+        );
+        check(
+            SourceError::into_datafusion(
+                "crm",
+                ConnectorError::Interrupted(
+                    "terminating connection due to administrator command".into(),
+                ),
+            ),
+            "57P01",
+            "source crm: the store ended the statement: terminating connection due to \
+             administrator command",
         );
         let read_only = GatewayError::ReadOnly("Insert Into".into()).to_pg();
         assert_eq!(read_only.code, "25006");

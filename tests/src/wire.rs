@@ -122,6 +122,30 @@ impl WireClient {
         Ok(outcome)
     }
 
+    /// Sends `bytes` as they are, whatever they hold: for tests of malformed messages.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Waits up to `within` for the server to close the connection, or to answer with an
+    /// error; returns that error, or `None` if the connection was closed without one.
+    pub async fn closed_or_error(
+        &mut self,
+        within: std::time::Duration,
+    ) -> anyhow::Result<Option<ServerError>> {
+        tokio::time::timeout(within, async {
+            loop {
+                match self.next_message().await {
+                    Ok(Message::ErrorResponse(body)) => return Ok(Some(server_error(&body)?)),
+                    Ok(_) => {}
+                    Err(_) => return Ok(None),
+                }
+            }
+        })
+        .await?
+    }
+
     /// Reads messages up to the end of one Execute: CommandComplete, PortalSuspended or an error.
     async fn read_execute_result(&mut self) -> anyhow::Result<Result<Fetched, ServerError>> {
         let mut fetched = Fetched::default();

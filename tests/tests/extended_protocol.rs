@@ -290,3 +290,70 @@ async fn concurrent_clients_each_get_their_rows() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Regression: pgwire's text decoder undid `''` doubling in text-format parameters, so `a''`
+/// arrived as `a'` and `WHERE s = $1` missed the row PostgreSQL finds. Values must arrive byte
+/// for byte, in text and in binary format, typed by the client or inferred.
+#[tokio::test]
+async fn text_format_parameters_arrive_byte_for_byte() -> anyhow::Result<()> {
+    let gateway = TestGateway::demo().await?;
+    let mut client = WireClient::connect(gateway.port(), "polygate").await?;
+    let large = "x'".repeat(512 * 1024);
+    let values = [
+        "a''",
+        "''",
+        "'",
+        "\\",
+        "\\'",
+        "x' OR 1=1 --",
+        "{a,b}",
+        "",
+        "ünïcødé ✓ 𝄞",
+        large.as_str(),
+    ];
+    let rows = "(VALUES ('a'''''), (''''''), (''''), ('\\'), ('\\'''), \
+                ('x'' OR 1=1 --'), ('{a,b}'), (''), ('ünïcødé ✓ 𝄞')) AS t(s)";
+    for value in values {
+        for format in [WireFormat::Text, WireFormat::Binary] {
+            for declared in [0, TEXT] {
+                let echoed = client
+                    .query(
+                        "SELECT $1::text",
+                        &[declared],
+                        &[Some(value.as_bytes())],
+                        format,
+                        WireFormat::Text,
+                        0,
+                    )
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let got = echoed[0].rows[0][0].as_deref().unwrap_or_default();
+                assert!(
+                    got == value.as_bytes(),
+                    "{format:?} parameter of type {declared}: sent {} bytes, got {} ({:?}...)",
+                    value.len(),
+                    got.len(),
+                    String::from_utf8_lossy(&got[..got.len().min(20)])
+                );
+                let matched = client
+                    .query(
+                        &format!("SELECT count(*) FROM {rows} WHERE s = $1"),
+                        &[declared],
+                        &[Some(value.as_bytes())],
+                        format,
+                        WireFormat::Text,
+                        0,
+                    )
+                    .await?
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let expected: &[u8] = if value.len() > 1000 { b"0" } else { b"1" };
+                assert_eq!(
+                    matched[0].rows[0][0].as_deref(),
+                    Some(expected),
+                    "{format:?} parameter {value:?} of type {declared}"
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -8,6 +8,17 @@ pub enum ConnectorError {
     /// The store could not be reached or stopped answering: the source is unavailable.
     #[error("source unavailable: {0}")]
     Unavailable(String),
+    /// The store ended the statement or the session itself: an administrator's command, a
+    /// shutdown, a cursor or search context it no longer keeps.
+    #[error("the store ended the statement: {0}")]
+    Interrupted(String),
+    /// The store refused the work for lack of resources: too many connections, too many
+    /// requests.
+    #[error("the store is overloaded: {0}")]
+    Overloaded(String),
+    /// The store's own time limit for a statement passed.
+    #[error("the store's statement timeout passed: {0}")]
+    TimedOut(String),
     /// The named relation does not exist in the store.
     #[error("relation {0} does not exist")]
     NotFound(String),

@@ -21,6 +21,8 @@ pub type Stop = Pin<Box<dyn Future<Output = CancelReason> + Send>>;
 #[derive(Debug)]
 pub struct Connection {
     running: AtomicBool,
+    /// Set once the client has authenticated; until then the connection has a deadline.
+    authenticated: AtomicBool,
     idle_since: Mutex<Instant>,
     /// `idle_session_timeout` in milliseconds, 0 for none; kept current by the session.
     idle_timeout_ms: AtomicU64,
@@ -35,11 +37,22 @@ impl Connection {
     pub fn new(cancel_all: watch::Receiver<bool>) -> Self {
         Self {
             running: AtomicBool::new(false),
+            authenticated: AtomicBool::new(false),
             idle_since: Mutex::new(Instant::now()),
             idle_timeout_ms: AtomicU64::new(0),
             gone: watch::Sender::new(false),
             cancel_all,
         }
+    }
+
+    /// The client has authenticated.
+    pub fn authenticated(&self) {
+        self.authenticated.store(true, Ordering::SeqCst);
+    }
+
+    /// Has the client authenticated?
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::SeqCst)
     }
 
     /// A statement starts; it ends when the returned guard is dropped.

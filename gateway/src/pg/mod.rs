@@ -5,7 +5,10 @@
 //! gracefully: on [`Server::shutdown`] it accepts no more, lets running statements finish for a
 //! grace period, then cancels them, which cancels their remote queries.
 
+mod bind;
 mod connection;
+#[cfg(test)]
+mod decode_fuzz;
 mod egress;
 mod scram;
 mod session;
@@ -13,7 +16,7 @@ mod startup;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
@@ -38,6 +41,9 @@ use startup::Startup;
 
 /// How often a connection's watchdog looks at its client.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a client may take from connecting to being authenticated (PostgreSQL's
+/// `authentication_timeout` defaults to a minute).
+const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running PostgreSQL front end.
 pub struct Server {
@@ -193,6 +199,11 @@ async fn accept(
         if let Err(error) = socket.set_nodelay(true) {
             tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
         }
+        // A client whose host vanished sends no FIN: keepalive probes find it, so that its
+        // statement, sessions and cursors in the stores are let go.
+        if let Err(error) = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive()) {
+            tracing::debug!(%error, %peer, "cannot set SO_KEEPALIVE");
+        }
         match Arc::clone(&shared.slots).try_acquire_owned() {
             Ok(permit) => {
                 connections.spawn(serve(socket, peer, Arc::clone(&shared), permit));
@@ -231,6 +242,7 @@ async fn serve(
     let handlers = ConnectionHandlers::new(&shared, Arc::clone(&connection));
     let messages = pgwire::tokio::process_socket(socket, shared.tls.clone(), handlers);
     tokio::pin!(messages);
+    let accepted = Instant::now();
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     loop {
         tokio::select! {
@@ -241,6 +253,12 @@ async fn serve(
                 return;
             }
             _ = watch.tick() => {
+                // An unauthenticated socket holds a connection slot: it has as long as
+                // PostgreSQL's `authentication_timeout` gives, then it is closed.
+                if !connection.is_authenticated() && accepted.elapsed() > AUTHENTICATION_TIMEOUT {
+                    tracing::info!(%peer, "closing a connection that did not authenticate within {AUTHENTICATION_TIMEOUT:?}");
+                    return;
+                }
                 if connection.is_running() && peer_closed(&probe) {
                     tracing::info!(%peer, "client gone: canceling its statement");
                     connection.client_gone();
@@ -254,6 +272,17 @@ async fn serve(
             }
         }
     }
+}
+
+/// TCP keepalive for client sockets: the first probe after a minute of silence, then every
+/// ten seconds, the connection dropped after five unanswered (about two minutes in all).
+fn keepalive() -> socket2::TcpKeepalive {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let keepalive = keepalive.with_retries(5);
+    keepalive
 }
 
 fn split_probe(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
@@ -321,11 +350,12 @@ struct ConnectionHandlers {
 impl ConnectionHandlers {
     fn new(shared: &Shared, connection: Arc<Connection>) -> Self {
         Self {
-            session: Arc::new(Session::new(shared.engine.clone(), connection)),
+            session: Arc::new(Session::new(shared.engine.clone(), Arc::clone(&connection))),
             startup: Arc::new(Startup::new(
                 shared.engine.clone(),
                 Arc::clone(&shared.connections),
                 Arc::clone(&shared.pids),
+                Arc::clone(&connection),
             )),
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.connections))),
         }

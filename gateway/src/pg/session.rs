@@ -8,7 +8,6 @@
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
-use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -30,12 +29,13 @@ use pgwire::api::{
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::extendedquery::{Bind, BindComplete, Execute, PortalSuspended};
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 
+use super::bind::BindShape;
 use super::connection::{Connection, Stop};
 use crate::engine::{self, DEFAULT_DATABASE, DEFAULT_USER, Engine, QuerySession};
 use crate::errors::GatewayError;
@@ -440,6 +440,31 @@ pub struct Prepared {
     client_types: Vec<Option<Type>>,
 }
 
+impl Prepared {
+    /// The parameters and columns a Bind of this statement must agree with.
+    fn shape(&self) -> Result<BindShape, GatewayError> {
+        let declared = self.client_types.len();
+        Ok(match &self.command {
+            PreparedCommand::Plan(plan) => BindShape {
+                parameters: parameter_types(plan)?.len().max(declared),
+                columns: Some(plan.schema().fields().len()),
+            },
+            PreparedCommand::Answered(Command::Show(name)) => BindShape {
+                parameters: declared,
+                columns: Some(if name.eq_ignore_ascii_case("all") {
+                    2
+                } else {
+                    1
+                }),
+            },
+            PreparedCommand::Answered(_) => BindShape {
+                parameters: declared,
+                columns: None,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 enum PreparedCommand {
     /// A query's plan, with `$n` placeholders still in it.
@@ -535,15 +560,34 @@ impl QueryParser for Parser {
     }
 }
 
-/// The types DataFusion inferred for `$1`, `$2`, ... in order.
+/// The types DataFusion inferred for `$1`, `$2`, ..., indexed by position: a position no
+/// placeholder uses (`$2` in `WHERE a = $1 OR b = $3`) has no type.
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, GatewayError> {
-    let mut types: Vec<(usize, Option<DataType>)> = plan
+    let typed: Vec<(usize, Option<DataType>)> = plan
         .get_parameter_types()?
         .into_iter()
         .filter_map(|(name, t)| Some((name.strip_prefix('$')?.parse().ok()?, t)))
+        .filter(|(position, _)| *position >= 1)
         .collect();
-    types.sort_by_key(|(position, _)| *position);
-    Ok(types.into_iter().map(|(_, t)| t).collect())
+    let count = typed
+        .iter()
+        .map(|(position, _)| *position)
+        .max()
+        .unwrap_or(0);
+    // PostgreSQL numbers parameters up to 65535 (the Bind message counts them in 16 bits);
+    // a larger `$n` could only size a vector by the client's text.
+    if count > usize::from(u16::MAX) {
+        return Err(GatewayError::Syntax(format!(
+            "there is no parameter ${count}"
+        )));
+    }
+    let mut types = vec![None; count];
+    for (position, t) in typed {
+        if let Some(slot) = types.get_mut(position - 1) {
+            *slot = t;
+        }
+    }
+    Ok(types)
 }
 
 #[async_trait]
@@ -661,6 +705,39 @@ impl ExtendedQueryHandler for Session {
         Arc::clone(&self.parser)
     }
 
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let shape = match client.portal_store().get_statement(name) {
+            Some(Entry::Value(statement)) => statement.statement.shape()?,
+            Some(Entry::Empty) => BindShape {
+                parameters: 0,
+                columns: None,
+            },
+            None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+        };
+        super::bind::check(&message, name, shape)?;
+        match client.portal_store().get_statement(name) {
+            Some(Entry::Value(statement)) => {
+                let portal = Portal::try_new(&message, statement)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            _ => {
+                let portal = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+                client.portal_store().put_empty_portal(portal);
+            }
+        }
+        client
+            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
+        Ok(())
+    }
+
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -669,24 +746,27 @@ impl ExtendedQueryHandler for Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let _running = self.core.connection.begin_statement();
-        // pgwire collects a portal's rows into memory before sending them. With a row limit
-        // (`max_rows`) that is bounded and its suspend/resume logic is needed; without one,
-        // rows are streamed here instead, so that a large result never sits in memory whole.
-        if message.max_rows != 0 {
-            return self._on_execute(client, message).await;
-        }
+        // PostgreSQL reads a row limit of zero or below as "every row". The limit is never
+        // used to size anything: pgwire's own portal path preallocates `max_rows` rows, so a
+        // client could ask for gigabytes in one message. Every portal with a statement is run
+        // here instead, its rows sent as they are produced.
+        let max_rows = usize::try_from(message.max_rows)
+            .ok()
+            .filter(|&max| max > 0);
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let portal = match client.portal_store().get_portal(name) {
             Some(Entry::Value(portal)) => portal,
-            _ => return self._on_execute(client, message).await,
+            // An empty query or an unknown portal: pgwire answers those without rows.
+            _ => {
+                let message = Execute::new(message.name.clone(), 0);
+                return self._on_execute(client, message).await;
+            }
         };
-        if !matches!(*portal.state().lock().await, PortalExecutionState::Initial)
-            || !matches!(client.state(), PgWireConnectionState::ReadyForQuery)
-        {
-            return self._on_execute(client, message).await;
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        let outcome = self.execute_streaming(client, &portal).await;
+        let outcome = self.execute_rows(client, &portal, max_rows).await;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         outcome
     }
@@ -726,8 +806,7 @@ impl Session {
             PreparedCommand::Answered(command) => Statement::Answered(command.clone()),
             PreparedCommand::Plan(plan) => {
                 let types = parameter_types(plan)?;
-                let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
-                let values = deserialize_parameters(portal, &type_refs)?;
+                let values = super::bind::values(portal, &types)?;
                 let bound = plan
                     .clone()
                     .replace_params_with_values(&values)
@@ -746,11 +825,15 @@ impl Session {
             .await?)
     }
 
-    /// Executes a portal with no row limit, sending rows as they are produced.
-    async fn execute_streaming<C>(
+    /// Executes a portal, or resumes a suspended one, sending at most `max_rows` of its rows
+    /// (all of them when `None`) as they are produced. A portal that stops at its limit is
+    /// suspended (PortalSuspended) with its DataFusion stream still open, as PostgreSQL keeps
+    /// a portal's executor; the next Execute goes on from there.
+    async fn execute_rows<C>(
         &self,
         client: &mut C,
         portal: &Portal<Prepared>,
+        max_rows: Option<usize>,
     ) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -758,25 +841,71 @@ impl Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self.execute_portal(client, portal, true).await? {
-            Response::Query(mut response) => {
-                let tag = response.command_tag().to_owned();
-                let rows = response.data_rows();
-                let mut count = 0;
-                while let Some(row) = rows.next().await {
-                    client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+        let state = portal.state();
+        if matches!(*state.lock().await, PortalExecutionState::Initial) {
+            match self.execute_portal(client, portal, true).await? {
+                Response::Query(response) => portal.start(response).await,
+                other => return send_response(client, other).await,
+            }
+        }
+        let mut state = state.lock().await;
+        let PortalExecutionState::Suspended(response) = &mut *state else {
+            // Run to its end already: PostgreSQL answers with no rows.
+            return send_execution_response(client, Tag::new("SELECT").with_rows(0)).await;
+        };
+        // Each Execute can be canceled and timed out on its own, also while it resumes a
+        // portal that an earlier Execute started.
+        let session = self.core.session(client)?;
+        let settings = self.core.settings(&session);
+        let mut stop = self.core.stop(client, &settings, true).await;
+        let tag = response.command_tag().to_owned();
+        let rows = response.data_rows();
+        let mut count = 0;
+        let suspended = loop {
+            if max_rows.is_some_and(|max| count >= max) {
+                break true;
+            }
+            let next = tokio::select! {
+                biased;
+                reason = &mut stop => Err(GatewayError::Canceled(reason).into()),
+                next = rows.next() => next.transpose(),
+            };
+            match next {
+                Ok(Some(row)) => {
+                    // A client that stops reading blocks this write; the stop must still end
+                    // the statement, and its remote work, at its timeout or cancel.
+                    let sent: PgWireResult<()> = tokio::select! {
+                        biased;
+                        reason = &mut stop => Err(GatewayError::Canceled(reason).into()),
+                        sent = client.feed(PgWireBackendMessage::DataRow(row)) => {
+                            sent.map_err(PgWireError::from)
+                        }
+                    };
+                    if let Err(error) = sent {
+                        *state = PortalExecutionState::Finished;
+                        return Err(error);
+                    }
                     count += 1;
                 }
-                let done = Tag::new(&tag).with_rows(count);
-                client
-                    .send(PgWireBackendMessage::CommandComplete(done.into()))
-                    .await?;
-                // A portal executed to completion answers nothing more if executed again.
-                portal
-                    .start(QueryResponse::new(Arc::new(Vec::new()), stream::empty()))
-                    .await;
+                Ok(None) => break false,
+                Err(error) => {
+                    // The stream has failed or was stopped: drop it, and with it the remote
+                    // statements, now rather than when the portal is closed.
+                    *state = PortalExecutionState::Finished;
+                    return Err(error);
+                }
             }
-            other => send_response(client, other).await?,
+        };
+        if suspended {
+            client
+                .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
+                .await?;
+        } else {
+            *state = PortalExecutionState::Finished;
+            let done = Tag::new(&tag).with_rows(count);
+            client
+                .send(PgWireBackendMessage::CommandComplete(done.into()))
+                .await?;
         }
         Ok(())
     }

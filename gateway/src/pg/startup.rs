@@ -20,11 +20,12 @@ use pgwire::api::{
     PgWireConnectionState, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::startup::Authentication;
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily, SASLInitialResponse};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use polygate_catalog::AuthMethod;
 use tokio::sync::Mutex;
 
+use super::connection::Connection;
 use super::scram::{Exchange, Verifier};
 use crate::engine::Engine;
 
@@ -45,6 +46,8 @@ pub struct Startup {
     engine: Engine,
     connections: Arc<ConnectionManager>,
     pids: Arc<RandomPidSecretKeyGenerator>,
+    /// Told when the client has authenticated, which lifts its start-up deadline.
+    connection: Arc<Connection>,
     state: Mutex<State>,
 }
 
@@ -54,20 +57,32 @@ impl Startup {
         engine: Engine,
         connections: Arc<ConnectionManager>,
         pids: Arc<RandomPidSecretKeyGenerator>,
+        connection: Arc<Connection>,
     ) -> Self {
         Self {
             engine,
             connections,
             pids,
+            connection,
             state: Mutex::new(State::Initial),
         }
     }
 
     /// The verifier of `user`, or one no password matches (the exchange then fails at the
-    /// proof, exactly as for a wrong password).
-    fn verifier(&self, user: &str) -> Verifier {
-        let config = self.engine.catalog().config();
-        match config.gateway.users.get(user) {
+    /// proof, exactly as for a wrong password). Deriving a verifier from a password costs a
+    /// PBKDF2 of 4096 rounds, so it runs on a blocking thread, not on the workers that serve
+    /// every other connection.
+    async fn verifier(&self, user: &str) -> Result<Verifier, PgWireError> {
+        let secret = self
+            .engine
+            .catalog()
+            .config()
+            .gateway
+            .users
+            .get(user)
+            .cloned();
+        let user = user.to_owned();
+        tokio::task::spawn_blocking(move || match secret {
             Some(secret) if secret.is_scram_verifier() => Verifier::parse(secret.expose())
                 .unwrap_or_else(|| {
                     tracing::error!(%user, "gateway.users.{user} is not a valid SCRAM-SHA-256 verifier");
@@ -75,7 +90,9 @@ impl Startup {
                 }),
             Some(password) => Verifier::from_password(password.expose()),
             None => Verifier::impossible(),
-        }
+        })
+        .await
+        .map_err(|_| fatal("XX000", "authentication was interrupted"))
     }
 
     /// Authentication succeeded: the cancel key, the parameters, ReadyForQuery.
@@ -93,6 +110,7 @@ impl Startup {
             .insert::<Arc<ConnectionHandle>>(handle);
         client.session_extensions().insert::<ConnectionGuard>(guard);
         *self.state.lock().await = State::Done;
+        self.connection.authenticated();
         finish_authentication(
             client,
             &Parameters {
@@ -101,6 +119,30 @@ impl Startup {
         )
         .await
     }
+}
+
+/// The client's SASLInitialResponse. pgwire's decoder trusts the message's length field for
+/// the data and panics when it runs past the message, so the raw body is read here, checked.
+pub(super) fn sasl_initial_response(
+    message: PasswordMessageFamily,
+) -> PgWireResult<SASLInitialResponse> {
+    let PasswordMessageFamily::Raw(body) = message else {
+        return message.into_sasl_initial_response();
+    };
+    let invalid = || fatal("08P01", "invalid SASLInitialResponse message");
+    let end = body.iter().position(|&b| b == 0).ok_or_else(invalid)?;
+    let (mechanism, rest) = body.split_at(end);
+    let rest = rest.get(1..).ok_or_else(invalid)?;
+    let (length, data) = rest.split_first_chunk::<4>().ok_or_else(invalid)?;
+    let data = match i32::from_be_bytes(*length) {
+        -1 if data.is_empty() => None,
+        length if usize::try_from(length).ok() == Some(data.len()) => {
+            Some(bytes::Bytes::copy_from_slice(data))
+        }
+        _ => return Err(invalid()),
+    };
+    let mechanism = std::str::from_utf8(mechanism).map_err(|_| invalid())?;
+    Ok(SASLInitialResponse::new(mechanism.to_owned(), data))
 }
 
 fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
@@ -171,7 +213,7 @@ impl StartupHandler for Startup {
                 State::WaitingForClientFirst,
             ) => {
                 let user = user_of(client);
-                let initial = message.into_sasl_initial_response()?;
+                let initial = sasl_initial_response(message)?;
                 if initial.auth_method != "SCRAM-SHA-256" {
                     return Err(fatal(
                         "28000",
@@ -179,7 +221,7 @@ impl StartupHandler for Startup {
                     ));
                 }
                 let data = initial.data.unwrap_or_default();
-                let (exchange, server_first) = Exchange::start(self.verifier(&user), &data)
+                let (exchange, server_first) = Exchange::start(self.verifier(&user).await?, &data)
                     .map_err(|error| {
                         tracing::warn!(%user, %error, "authentication failed");
                         password_failed(&user)
