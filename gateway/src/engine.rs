@@ -12,6 +12,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use polygate_catalog::pushdown::{with_connector_functions, with_sub_plan_pushdown};
 use polygate_catalog::{Catalog, GatewayConfig};
 
+use crate::depth;
 use crate::errors::GatewayError;
 use crate::introspection::{self, SEARCH_PATH_SCHEMA, SessionInfo, StaticTables};
 use crate::parser::PgParser;
@@ -52,13 +53,110 @@ pub struct QuerySession {
     pub info: Arc<SessionInfo>,
 }
 
+/// The DataFusion options a client may `SET`, and the values each takes. The rest are the
+/// gateway's: `batch_size` sizes every scan's buffers and `target_partitions` the number of
+/// remote statements, cursors and search slices one query opens, so an unbounded value from
+/// one client could exhaust the gateway's memory or a store's limits for everyone.
+pub const CLIENT_OPTIONS: &[(&str, ClientOption)] = &[
+    // A store's own limits stay far above this (Elasticsearch allows 300 open slices).
+    (
+        "datafusion.execution.target_partitions",
+        ClientOption::Integer { min: 1, max: 64 },
+    ),
+    (
+        "datafusion.execution.batch_size",
+        ClientOption::Integer {
+            min: 1,
+            max: 65_536,
+        },
+    ),
+    (
+        "datafusion.explain.physical_plan_only",
+        ClientOption::Boolean,
+    ),
+    (
+        "datafusion.explain.logical_plan_only",
+        ClientOption::Boolean,
+    ),
+    ("datafusion.explain.show_statistics", ClientOption::Boolean),
+    ("datafusion.explain.show_schema", ClientOption::Boolean),
+    ("datafusion.explain.show_sizes", ClientOption::Boolean),
+    (
+        "datafusion.explain.format",
+        ClientOption::OneOf(&["indent", "tree"]),
+    ),
+];
+
+/// The values a client may give one DataFusion option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientOption {
+    /// A whole number in `min..=max`.
+    Integer {
+        /// The smallest value.
+        min: u64,
+        /// The largest value.
+        max: u64,
+    },
+    /// `true` or `false`.
+    Boolean,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+}
+
+impl ClientOption {
+    /// Refuses `value` unless the option takes it: 22023, as PostgreSQL refuses a value out
+    /// of a parameter's range.
+    fn check(self, name: &str, value: &str) -> Result<(), SettingError> {
+        let invalid = || SettingError::Invalid {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        };
+        match self {
+            Self::Integer { min, max } => {
+                let number: u64 =
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| match value.trim().parse::<i128>() {
+                            Ok(_) => SettingError::OutOfRange {
+                                name: name.to_owned(),
+                                value: value.to_owned(),
+                                min,
+                                max,
+                            },
+                            Err(_) => invalid(),
+                        })?;
+                if (min..=max).contains(&number) {
+                    Ok(())
+                } else {
+                    Err(SettingError::OutOfRange {
+                        name: name.to_owned(),
+                        value: value.to_owned(),
+                        min,
+                        max,
+                    })
+                }
+            }
+            Self::Boolean => match value {
+                "true" | "false" => Ok(()),
+                _ => Err(invalid()),
+            },
+            Self::OneOf(words) => match words.contains(&value) {
+                true => Ok(()),
+                false => Err(invalid()),
+            },
+        }
+    }
+}
+
 impl QuerySession {
     /// Is `name` one of DataFusion's own options (`datafusion.execution.target_partitions`)?
     pub fn is_datafusion_option(name: &str) -> bool {
         name.starts_with("datafusion.")
     }
 
-    /// `SET datafusion.* = value`, or back to its default when `value` is `None`.
+    /// `SET datafusion.* = value`, or back to its default when `value` is `None`. Only the
+    /// options of [`CLIENT_OPTIONS`] may be set, within their bounds.
     pub fn set_datafusion_option(
         &self,
         name: &str,
@@ -70,6 +168,11 @@ impl QuerySession {
             .find(|entry| entry.key == name)
             .ok_or_else(|| SettingError::Unknown(name.to_owned()))?
             .value;
+        let allowed = CLIENT_OPTIONS
+            .iter()
+            .find(|(option, _)| *option == name)
+            .map(|(_, allowed)| allowed)
+            .ok_or_else(|| SettingError::PermissionDenied(name.to_owned()))?;
         let value = match value {
             // PostgreSQL's spelling of a boolean, as `SET x = true` reads.
             Some("on") => "true".to_owned(),
@@ -77,6 +180,7 @@ impl QuerySession {
             Some(value) => value.to_owned(),
             None => default.unwrap_or_default(),
         };
+        allowed.check(name, &value)?;
         let state = self.ctx.state_ref();
         let mut state = state.write();
         state
@@ -208,6 +312,7 @@ impl Engine {
         statements
             .into_iter()
             .map(|mut statement| {
+                depth::limit(&mut statement)?;
                 rewrite::rewrite(&mut statement);
                 Command::classify(statement)
             })
@@ -247,4 +352,50 @@ pub async fn execute(
 ) -> Result<SendableRecordBatchStream, GatewayError> {
     let frame = ctx.execute_logical_plan(plan).await?;
     Ok(frame.execute_stream().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, value: &str) -> Result<(), String> {
+        let (_, allowed) = CLIENT_OPTIONS
+            .iter()
+            .find(|(option, _)| *option == name)
+            .expect("a client option");
+        allowed
+            .check(name, value)
+            .map_err(|e| format!("{}: {e}", e.code()))
+    }
+
+    #[test]
+    fn client_options_are_bounded() {
+        let partitions = "datafusion.execution.target_partitions";
+        let batch = "datafusion.execution.batch_size";
+        assert_eq!(check(partitions, "4"), Ok(()));
+        assert_eq!(check(batch, "8192"), Ok(()));
+        assert_eq!(check("datafusion.explain.format", "tree"), Ok(()));
+        assert_eq!(
+            check(batch, "68719476736"),
+            Err(
+                "22023: 68719476736 is outside the valid range for parameter \
+                 \"datafusion.execution.batch_size\" (1 .. 65536)"
+                    .to_owned()
+            )
+        );
+        assert!(check(partitions, "0").is_err_and(|e| e.starts_with("22023")));
+        assert!(check(partitions, "-1").is_err_and(|e| e.starts_with("22023")));
+        assert!(check(partitions, "100000").is_err_and(|e| e.starts_with("22023")));
+        assert!(check(partitions, "many").is_err_and(|e| e.starts_with("22023")));
+        assert!(check("datafusion.explain.show_schema", "yes").is_err());
+        assert!(check("datafusion.explain.format", "graphviz").is_err());
+    }
+
+    #[test]
+    fn every_client_option_is_one_of_datafusions() {
+        let known = datafusion::config::ConfigOptions::new().entries();
+        for (name, _) in CLIENT_OPTIONS {
+            assert!(known.iter().any(|entry| entry.key == *name), "{name}");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! it, [`errors`] is the one place errors become SQLSTATEs, [`reload`] applies catalog edits to a
 //! running gateway, and [`output`] prints results for `polygate query`.
 
+pub mod depth;
 pub mod engine;
 pub mod errors;
 pub mod introspection;

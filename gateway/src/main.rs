@@ -62,6 +62,12 @@ enum Command {
     Password,
 }
 
+/// The stack of each runtime thread. Parsing, rewriting, planning and dropping a statement
+/// recurse once per level of its expressions, and a client may send `a = 0 OR a = 1 OR ...`
+/// with tens of thousands of terms (a tree as deep); 2 MB, tokio's default, overflows and
+/// aborts the process. The stack is reserved address space: only what is used is memory.
+const WORKER_STACK_BYTES: usize = 512 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
         .build()
     {
         Ok(runtime) => runtime,

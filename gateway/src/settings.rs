@@ -168,6 +168,21 @@ pub enum SettingError {
     /// An attempt to make the session writable (25006).
     #[error("cannot set transaction read-write mode: polygate is read-only")]
     ReadWrite,
+    /// A parameter that exists but that clients may not set (42501).
+    #[error("permission denied to set parameter \"{0}\"")]
+    PermissionDenied(String),
+    /// A number outside the range the parameter takes (22023).
+    #[error("{value} is outside the valid range for parameter \"{name}\" ({min} .. {max})")]
+    OutOfRange {
+        /// The parameter.
+        name: String,
+        /// The value given.
+        value: String,
+        /// The smallest value allowed.
+        min: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
 }
 
 impl SettingError {
@@ -178,6 +193,8 @@ impl SettingError {
             Self::Fixed(_) => "55P02",
             Self::Invalid { .. } => "22023",
             Self::ReadWrite => "25006",
+            Self::PermissionDenied(_) => "42501",
+            Self::OutOfRange { .. } => "22023",
         }
     }
 }

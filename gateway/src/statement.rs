@@ -11,6 +11,14 @@ use datafusion::sql::sqlparser::ast::{
 
 use crate::errors::GatewayError;
 
+/// The parameters `SHOW` names in several words.
+const MULTI_WORD_PARAMETERS: &[&str] = &[
+    "all",
+    "transaction isolation level",
+    "time zone",
+    "session authorization",
+];
+
 /// A classified statement.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -71,13 +79,19 @@ impl Command {
                     Self::Reset(Some(object_name(&name).to_ascii_lowercase()))
                 }
             },
-            Statement::ShowVariable { variable } => Self::Show(
-                variable
+            Statement::ShowVariable { variable } => {
+                let words: Vec<String> = variable
                     .iter()
                     .map(|ident| ident.value.to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
+                    .collect();
+                // The parser splits a dotted name (`datafusion.execution.batch_size`) into
+                // words as it does PostgreSQL's few multi-word names.
+                let spaced = words.join(" ");
+                match MULTI_WORD_PARAMETERS.contains(&spaced.as_str()) {
+                    true => Self::Show(spaced),
+                    false => Self::Show(words.join(".")),
+                }
+            }
             Statement::StartTransaction { modes, .. } => {
                 read_only(&modes)?;
                 Self::Begin

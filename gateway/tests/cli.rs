@@ -291,3 +291,106 @@ fn serve_refuses_to_start_without_an_explicit_auth_method() {
         "{message}"
     );
 }
+
+/// Regression: a predicate tens of thousands of terms deep (a left-deep tree) overflowed the
+/// stack of the thread planning it and aborted the process. It gives its answer or a clear
+/// error (54001), never a signal, and the gateway goes on serving.
+#[test]
+fn a_50000_term_or_answers_without_aborting_the_gateway() {
+    if !psql_available() {
+        return;
+    }
+    let mut served = serve_demo();
+    let terms: Vec<String> = (0..50_000).map(|i| format!("id = {i}")).collect();
+    let dir = tempfile::tempdir().expect("a directory");
+    let script = dir.path().join("deep.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "SELECT count(*) FROM shop.customers WHERE {};\n",
+            terms.join(" OR ")
+        ),
+    )
+    .expect("the script is written");
+    let psql = |args: &[&str]| {
+        run(Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &served.port.to_string()])
+            .args([
+                "-U",
+                "demo",
+                "-d",
+                "polygate",
+                "-XAt",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args(["-v", "VERBOSITY=verbose"])
+            .args(args))
+    };
+    let output = psql(&["-f", &script.display().to_string()]);
+    if output.status.success() {
+        assert_eq!(stdout(&output), "10\n");
+    } else {
+        assert!(stderr(&output).contains("54001"), "{}", stderr(&output));
+    }
+    assert!(
+        served.child.try_wait().expect("a status").is_none(),
+        "polygate serve died"
+    );
+    let output = psql(&["-c", "SELECT 1"]);
+    assert_eq!(stdout(&output), "1\n", "{}", stderr(&output));
+}
+
+/// A password written in (or expanded into) catalog.toml appears in no output: not in
+/// `polygate check`'s report of sources that cannot be reached, not in `query`'s errors.
+#[test]
+fn passwords_in_source_urls_appear_in_no_output() {
+    const MARKER: &str = "Canary7e1f";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port")
+        .port();
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[sources.pg]\nkind = \"postgres\"\n\
+             url = \"postgres://reader:${{SECRET}}@127.0.0.1:{closed_port}/db\"\n\
+             connect_timeout_secs = 2\n\n\
+             [sources.mongo]\nkind = \"mongodb\"\n\
+             url = \"mongodb://reader:${{SECRET}}@127.0.0.1:{closed_port}/?serverSelectionTimeoutMS=1000\"\n\
+             databases = [\"db\"]\n\n\
+             [sources.es]\nkind = \"elasticsearch\"\n\
+             url = \"http://elastic:${{SECRET}}@127.0.0.1:{closed_port}\"\n"
+        ),
+    )
+    .expect("write");
+    let outputs = [
+        run(polygate()
+            .env("SECRET", MARKER)
+            .args(["check", "--catalog"])
+            .arg(&catalog)),
+        run(polygate()
+            .env("SECRET", MARKER)
+            .args(["query", "--catalog"])
+            .arg(&catalog)
+            .arg("SELECT * FROM es.some_index")),
+        run(polygate()
+            .env("SECRET", MARKER)
+            .args(["query", "--catalog"])
+            .arg(&catalog)
+            .arg("SELECT * FROM pg.some_table")),
+    ];
+    for output in &outputs {
+        let text = format!("{}{}", stdout(output), stderr(output));
+        assert!(!text.is_empty());
+        assert!(!text.contains(MARKER), "the password was printed: {text}");
+    }
+    let report = stdout(&outputs[0]);
+    assert!(
+        report.contains("es (elasticsearch): unreachable"),
+        "{report}"
+    );
+    assert!(report.contains("127.0.0.1"), "{report}");
+}

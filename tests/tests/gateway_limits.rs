@@ -214,3 +214,55 @@ async fn shutdown_lets_short_statements_finish_then_cancels_the_rest() -> anyhow
     assert!(refused.is_err(), "the listener is closed");
     Ok(())
 }
+
+/// Regression: `SET datafusion.execution.batch_size = 68719476736` let the next scan size its
+/// buffers by that number and abort the process; an unbounded `target_partitions` opened as
+/// many remote statements and search slices. Clients may set a few options, within bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datafusion_options_are_bounded_and_the_rest_refused() -> anyhow::Result<()> {
+    let gateway = TestGateway::demo().await?;
+    let client = gateway.connect().await?;
+    let refused = [
+        ("SET datafusion.execution.batch_size = 68719476736", "22023"),
+        ("SET datafusion.execution.batch_size = 0", "22023"),
+        (
+            "SET datafusion.execution.target_partitions = 1000000",
+            "22023",
+        ),
+        ("SET datafusion.execution.target_partitions = -1", "22023"),
+        ("SET datafusion.optimizer.max_passes = 1000000000", "42501"),
+        (
+            "SET datafusion.execution.sort_spill_reservation_bytes = 1",
+            "42501",
+        ),
+        ("SET datafusion.no_such_option = 1", "42704"),
+    ];
+    for (sql, code) in refused {
+        let error = fails(&client, sql).await?;
+        assert_eq!(sqlstate(&error), code, "{sql}: {}", server_message(&error));
+    }
+    let shown = client
+        .simple_query("SHOW datafusion.execution.batch_size")
+        .await?
+        .into_iter()
+        .find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        });
+    assert_eq!(
+        shown.as_deref(),
+        Some("8192"),
+        "a refused SET changed the option"
+    );
+    client
+        .batch_execute(
+            "SET datafusion.execution.batch_size = 65536; \
+             SET datafusion.execution.target_partitions = 64",
+        )
+        .await?;
+    let rows = client
+        .query_one("SELECT count(*) FROM shop.customers", &[])
+        .await?;
+    assert_eq!(rows.get::<_, i64>(0), 10);
+    Ok(())
+}

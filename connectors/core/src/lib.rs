@@ -7,6 +7,7 @@
 //! protocol or any particular store.
 
 mod connector;
+pub mod depth;
 mod error;
 pub mod estimates;
 mod names;

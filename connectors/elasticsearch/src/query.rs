@@ -26,6 +26,7 @@
 
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
+use polygate_connector_core::depth::within_pushdown_depth;
 use serde_json::{Value, json};
 
 use crate::fulltext::FullText;
@@ -188,11 +189,20 @@ pub(crate) fn safe_name(name: &str) -> bool {
 
 /// Translates `expr`, or returns `None` when the cluster could not evaluate it exactly.
 pub(crate) fn translate(fields: &dyn Fields, expr: &Expr) -> Option<Translated> {
+    // A deeper expression would overflow the stack of this recursive translation; it stays
+    // with DataFusion.
+    if !within_pushdown_depth(expr) {
+        return None;
+    }
+    translate_expr(fields, expr)
+}
+
+fn translate_expr(fields: &dyn Fields, expr: &Expr) -> Option<Translated> {
     match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
             Operator::And | Operator::Or => {
-                let left = translate(fields, left)?;
-                let right = translate(fields, right)?;
+                let left = translate_expr(fields, left)?;
+                let right = translate_expr(fields, right)?;
                 let both = |a: Option<Value>, b: Option<Value>| Some(vec![a?, b?]);
                 let t = both(left.when_true, right.when_true);
                 let f = both(left.when_false, right.when_false);
@@ -213,7 +223,7 @@ pub(crate) fn translate(fields: &dyn Fields, expr: &Expr) -> Option<Translated> 
                 comparison(&path, op, value)
             }
         },
-        Expr::Not(inner) => Some(translate(fields, inner)?.negated()),
+        Expr::Not(inner) => Some(translate_expr(fields, inner)?.negated()),
         Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
             let path = field_path(fields, inner)?;
             let exists = json!({ "exists": { "field": path.exists_path()? } });

@@ -26,6 +26,7 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Decimal128, Document, doc};
+use polygate_connector_core::depth::within_pushdown_depth;
 
 use crate::decimal::Bid;
 use crate::schema::CollectionSchema;
@@ -63,11 +64,20 @@ impl Fields for CollectionSchema {
 
 /// Translates `expr`, or returns `None` when MongoDB could not evaluate it exactly.
 pub(crate) fn translate(schema: &dyn Fields, expr: &Expr) -> Option<Translated> {
+    // A deeper expression would overflow the stack of this recursive translation; it stays
+    // with DataFusion.
+    if !within_pushdown_depth(expr) {
+        return None;
+    }
+    translate_expr(schema, expr)
+}
+
+fn translate_expr(schema: &dyn Fields, expr: &Expr) -> Option<Translated> {
     match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
             Operator::And | Operator::Or => {
-                let left = translate(schema, left)?;
-                let right = translate(schema, right)?;
+                let left = translate_expr(schema, left)?;
+                let right = translate_expr(schema, right)?;
                 let (t, f) = (
                     vec![left.when_true, right.when_true],
                     vec![left.when_false, right.when_false],
@@ -96,7 +106,7 @@ pub(crate) fn translate(schema: &dyn Fields, expr: &Expr) -> Option<Translated> 
             }
         },
         Expr::Not(inner) => {
-            let inner = translate(schema, inner)?;
+            let inner = translate_expr(schema, inner)?;
             Some(Translated {
                 when_true: inner.when_false,
                 when_false: inner.when_true,

@@ -25,6 +25,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
+use polygate_connector_core::depth::within_pushdown_depth;
 use tokio_postgres::types::ToSql;
 
 use crate::types::PgColumn;
@@ -112,6 +113,9 @@ impl<'a> FilterSql<'a> {
         first_param: usize,
         expr: &Expr,
     ) -> Option<(String, Vec<Param>)> {
+        if !within_pushdown_depth(expr) {
+            return None;
+        }
         let mut builder = Self::new(columns, first_param);
         builder.condition(expr)?;
         Some((builder.sql, builder.params))
@@ -125,6 +129,9 @@ impl<'a> FilterSql<'a> {
         first_param: usize,
         expr: &Expr,
     ) -> Option<(String, Vec<Param>)> {
+        if !within_pushdown_depth(expr) {
+            return None;
+        }
         let mut builder = Self::new(columns, first_param);
         builder.schema = Some(schema);
         builder.condition(expr)?;

@@ -62,6 +62,12 @@ fn session_statements_are_answered_by_the_session() {
             "show transaction isolation level",
         ),
         ("SHOW ALL", "show all"),
+        ("SHOW TIME ZONE", "show time zone"),
+        // Regression: a dotted name was read as words, "datafusion execution batch_size".
+        (
+            "SHOW datafusion.execution.batch_size",
+            "show datafusion.execution.batch_size",
+        ),
         ("BEGIN", "begin"),
         ("BEGIN READ ONLY", "begin"),
         ("START TRANSACTION ISOLATION LEVEL REPEATABLE READ", "begin"),
