@@ -131,8 +131,9 @@ pub struct SourceConfig {
     pub name: String,
     /// Its `kind`.
     pub kind: String,
-    /// The source table exactly as written (after `${VAR}` expansion), so that a reload can
-    /// tell whether a source changed.
+    /// A hash of the source table as written (after `${VAR}` expansion), so that a reload can
+    /// tell whether a source changed. Only the hash is kept: the table holds the expanded
+    /// secrets, which must not sit in a value anything may print.
     pub fingerprint: String,
     /// The connector serving it.
     pub connector: Arc<dyn Connector>,
@@ -393,7 +394,13 @@ fn parse_source(
         return Err(document.error(span, &key, "must be a table"));
     };
     let kind = take_kind(document, &key, span.clone(), table)?;
-    let fingerprint = format!("{kind}:{}", document.fingerprint(table));
+    let fingerprint = {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: stable within the process, which is all a reload compares.
+        let mut hasher = std::hash::DefaultHasher::new();
+        document.fingerprint(table).hash(&mut hasher);
+        format!("{kind}:{:016x}", hasher.finish())
+    };
     let context = SourceContext {
         name: name.get_ref().to_string(),
         base_dir: base_dir.to_path_buf(),

@@ -122,7 +122,23 @@ fn environment_variables_expand_in_values() {
     // SAFETY of the test: the variable name is unique to this test.
     let path = std::env::var("PATH").expect("PATH is set");
     let config = parse("[sources.demo]\nkind = \"files\"\nroot = \"${PATH}\"\n").expect("valid");
-    assert!(config.sources[0].fingerprint.contains(&path));
+    let written = parse(&format!(
+        "[sources.demo]\nkind = \"files\"\nroot = {}\n",
+        toml_string(&path)
+    ))
+    .expect("valid");
+    // The expanded value is what the source is made of: the same as writing it out.
+    assert_eq!(
+        config.sources[0].fingerprint,
+        written.sources[0].fingerprint
+    );
+    // An expanded value may be a secret: the fingerprint keeps only a hash of it.
+    assert!(!config.sources[0].fingerprint.contains(&path));
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 #[test]

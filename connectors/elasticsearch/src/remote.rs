@@ -122,6 +122,8 @@ pub(crate) struct Remote {
     /// The source's name, for errors and EXPLAIN.
     pub source: String,
     nodes: Vec<String>,
+    /// The nodes as errors name them: without the credentials a URL may hold.
+    shown: Vec<String>,
     http: reqwest::Client,
     authorization: Option<HeaderValue>,
     flavour: OnceCell<Flavour>,
@@ -173,12 +175,14 @@ impl Remote {
                 Some(header(&format!("ApiKey {key}"))?)
             }
         };
+        let nodes: Vec<String> = nodes
+            .into_iter()
+            .map(|n| n.trim_end_matches('/').to_owned())
+            .collect();
         Ok(Self {
             source,
-            nodes: nodes
-                .into_iter()
-                .map(|n| n.trim_end_matches('/').to_owned())
-                .collect(),
+            shown: nodes.iter().map(|n| without_credentials(n)).collect(),
+            nodes,
             http,
             authorization,
             flavour: OnceCell::new(),
@@ -219,8 +223,9 @@ impl Remote {
     ) -> Result<bytes::Bytes, ConnectorError> {
         let body = body.map(|b| b.to_string());
         let mut last_error = String::new();
-        for node in &self.nodes {
-            let mut request = self.http.request(method.clone(), format!("{node}{path}"));
+        for (url, node) in self.nodes.iter().zip(&self.shown) {
+            // reqwest moves a URL's `user:password@` into a Basic authorization header.
+            let mut request = self.http.request(method.clone(), format!("{url}{path}"));
             if let Some(authorization) = &self.authorization {
                 request = request.header(AUTHORIZATION, authorization.clone());
             }
@@ -281,9 +286,38 @@ fn status_error(status: StatusCode, body: &[u8]) -> ConnectorError {
             ConnectorError::NotFound(reason)
         }
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ConnectorError::Unavailable(message),
+        StatusCode::TOO_MANY_REQUESTS => ConnectorError::Overloaded(message),
+        // A point in time or scroll the cluster no longer keeps (expired, or its node left).
+        StatusCode::NOT_FOUND if kind == "search_context_missing_exception" => {
+            ConnectorError::Interrupted(message)
+        }
+        _ if kind == "search_phase_execution_exception" && reason_is_missing_context(&reason) => {
+            ConnectorError::Interrupted(message)
+        }
         s if s.is_server_error() => ConnectorError::Unavailable(message),
         _ => ConnectorError::InvalidData(message),
     }
+}
+
+/// `url` without the `user:password@` its authority may hold, for messages and logs.
+pub(crate) fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match scheme {
+        "" => format!("{host}{tail}"),
+        scheme => format!("{scheme}://{host}{tail}"),
+    }
+}
+
+/// Does a failed search say its search context is gone? Elasticsearch wraps an expired
+/// point in time or scroll in a `search_phase_execution_exception` ("No search context found
+/// for id [...]", or "all shards failed" with that root cause).
+fn reason_is_missing_context(reason: &str) -> bool {
+    reason.contains("No search context found")
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -314,6 +348,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn node_urls_are_shown_without_credentials() {
+        let cases = [
+            (
+                "https://elastic:s3cret@es.internal:9200",
+                "https://es.internal:9200",
+            ),
+            (
+                "http://u:p@w@127.0.0.1:9200/prefix",
+                "http://127.0.0.1:9200/prefix",
+            ),
+            ("http://127.0.0.1:9200", "http://127.0.0.1:9200"),
+            ("http://host/a@b", "http://host/a@b"),
+            ("user:pw@host:9200", "host:9200"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(without_credentials(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn flavours_are_told_apart_by_the_root_answer() {

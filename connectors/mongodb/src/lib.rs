@@ -153,7 +153,18 @@ pub(crate) fn driver_error(error: &mongodb::error::Error) -> ConnectorError {
         | ErrorKind::DnsResolve { .. }
         | ErrorKind::Authentication { .. } => ConnectorError::Unavailable(error.to_string()),
         ErrorKind::Command(command) => {
-            ConnectorError::InvalidData(format!("{} ({})", command.message, command.code_name))
+            let message = format!("{} ({})", command.message, command.code_name);
+            match command.code {
+                // HostUnreachable, HostNotFound, NetworkTimeout, SocketException.
+                6 | 7 | 89 | 9001 => ConnectorError::Unavailable(message),
+                // CursorNotFound (a cursor the server timed out or killed),
+                // InterruptedAtShutdown, ShutdownInProgress, Interrupted,
+                // InterruptedDueToReplStateChange, PrimarySteppedDown.
+                43 | 11600 | 91 | 11601 | 11602 | 189 => ConnectorError::Interrupted(message),
+                // MaxTimeMSExpired.
+                50 => ConnectorError::TimedOut(message),
+                _ => ConnectorError::InvalidData(message),
+            }
         }
         _ => ConnectorError::InvalidData(error.to_string()),
     }

@@ -16,12 +16,20 @@ use tokio_postgres::Row;
 
 use crate::types::{ColumnBuilder, PgColumn, RawValue};
 
-/// Accumulates rows into batches of at most `batch_size` rows.
+/// The most value bytes one batch holds before it is cut, whatever its row count. Arrow's
+/// strings and binaries address their values with 32-bit offsets, so 8,192 values of 300 KB
+/// would overflow a column; batches of this size also keep a scan's memory steady.
+pub(crate) const MAX_BATCH_BYTES: usize = 64 << 20;
+
+/// Accumulates rows into batches of at most `batch_size` rows and about
+/// [`MAX_BATCH_BYTES`] of values.
 pub(crate) struct BatchAssembler {
     columns: Vec<PgColumn>,
     schema: SchemaRef,
     builders: Vec<ColumnBuilder>,
     rows: usize,
+    /// The value bytes of the rows so far.
+    bytes: usize,
     batch_size: usize,
     /// Batches complete and not yet handed out.
     ready: VecDeque<RecordBatch>,
@@ -36,6 +44,7 @@ impl BatchAssembler {
             schema,
             builders,
             rows: 0,
+            bytes: 0,
             batch_size,
             ready: VecDeque::new(),
         }
@@ -48,6 +57,7 @@ impl BatchAssembler {
 
     /// Appends value `raw` of column `index` of the current row.
     fn append(&mut self, index: usize, raw: Option<&[u8]>) -> Result<(), ConnectorError> {
+        self.bytes += raw.map_or(0, <[u8]>::len);
         self.builders[index].append_raw(raw).map_err(|message| {
             ConnectorError::InvalidData(format!("column {}: {message}", self.columns[index].name))
         })
@@ -56,7 +66,7 @@ impl BatchAssembler {
     /// Ends the current row; a batch is completed when it is full.
     fn end_row(&mut self) -> Result<(), ConnectorError> {
         self.rows += 1;
-        if self.rows == self.batch_size {
+        if self.rows >= self.batch_size || self.bytes >= MAX_BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -74,6 +84,7 @@ impl BatchAssembler {
             .map_err(|e| ConnectorError::InvalidData(e.to_string()))?;
         self.ready.push_back(batch);
         self.rows = 0;
+        self.bytes = 0;
         Ok(())
     }
 
@@ -324,6 +335,22 @@ mod tests {
             assert!(names.is_null(0));
             assert_eq!(names.value(1), "ünïcode");
         }
+    }
+
+    #[test]
+    fn large_values_cut_batches_by_bytes() {
+        // 8,192 values of 300 KB in one batch would overflow Arrow's 32-bit string offsets
+        // (2.4 GB); ten of a quarter of the limit each come in three batches.
+        let value = "x".repeat(MAX_BATCH_BYTES / 4);
+        let rows: Vec<(i64, Option<&str>)> = (0..10).map(|i| (i, Some(value.as_str()))).collect();
+        let batches = decode(&stream(&rows), 1 << 20, 8192).expect("valid stream");
+        let sizes: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.column(1).as_string::<i32>().value(0) == value)
+        );
     }
 
     #[test]

@@ -90,10 +90,25 @@ pub(crate) struct Remote {
     pub(crate) parallel_sessions: tokio::sync::Mutex<()>,
 }
 
+/// Half of `pool_size`, rounded up: see [`Remote::scan_share`].
+fn scan_share(pool_size: usize) -> usize {
+    pool_size.div_ceil(2).max(1)
+}
+
+/// The most sessions one source may open: far above what a PostgreSQL server allows by
+/// default (`max_connections = 100`).
+const MAX_POOL_SIZE: usize = 1000;
+
 impl Remote {
     /// The most sessions the source's pool holds.
     pub(crate) fn pool_size(&self) -> usize {
         self.pool.status().max_size
+    }
+
+    /// The most sessions one parallel scan takes: half the pool (rounded up), so that a scan
+    /// of a large table leaves sessions for the source's other queries.
+    pub(crate) fn scan_share(&self) -> usize {
+        scan_share(self.pool_size())
     }
 
     /// A session from the pool; it returns to the pool when dropped.
@@ -141,8 +156,13 @@ impl PostgresConnector {
         if options.partition_pages == 0 {
             return Err(OptionError::new("partition_pages", "must be at least 1"));
         }
-        if options.pool_size == 0 {
-            return Err(OptionError::new("pool_size", "must be at least 1"));
+        // The pool sizes its slots by this number when it is made, so an absurd value would
+        // be an allocation, not just a limit.
+        if !(1..=MAX_POOL_SIZE).contains(&options.pool_size) {
+            return Err(OptionError::new(
+                "pool_size",
+                format!("must be between 1 and {MAX_POOL_SIZE}"),
+            ));
         }
         let ca_file = options
             .tls_ca_file
@@ -288,13 +308,22 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 
 /// A failed query: the server is gone (unavailable) or refused it (an error of the data).
 pub(crate) fn query_error(error: &tokio_postgres::Error) -> ConnectorError {
-    if error.is_closed() || error.code().is_none() {
-        ConnectorError::Unavailable(with_causes(error))
-    } else {
-        let detail = error
-            .as_db_error()
-            .map_or_else(|| error.to_string(), |db| db.message().to_owned());
-        ConnectorError::InvalidData(detail)
+    let Some(db) = error.as_db_error() else {
+        // No answer from the server: the connection broke or could not be made.
+        return ConnectorError::Unavailable(with_causes(error));
+    };
+    let message = db.message().to_owned();
+    match db.code().code() {
+        // Class 08: connection exceptions, as the server itself reports them.
+        code if code.starts_with("08") => ConnectorError::Unavailable(message),
+        // Class 57: an administrator's command or a shutdown ended the session, or the
+        // source's `statement_timeout_secs` (57014) canceled the statement.
+        "57014" => ConnectorError::TimedOut(message),
+        code if code.starts_with("57") => ConnectorError::Interrupted(message),
+        // Class 53: too many connections, out of memory or disk on the server.
+        code if code.starts_with("53") => ConnectorError::Overloaded(message),
+        _ if error.is_closed() => ConnectorError::Unavailable(message),
+        _ => ConnectorError::InvalidData(message),
     }
 }
 
@@ -357,5 +386,22 @@ impl Connector for PostgresConnector {
             schema,
             size,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scan_share;
+
+    #[test]
+    fn one_parallel_scan_leaves_sessions_for_other_queries() {
+        let shares: Vec<(usize, usize)> = [1, 2, 3, 4, 8, 1000]
+            .into_iter()
+            .map(|pool| (pool, scan_share(pool)))
+            .collect();
+        assert_eq!(
+            shares,
+            [(1, 1), (2, 1), (3, 2), (4, 2), (8, 4), (1000, 500)]
+        );
     }
 }

@@ -81,7 +81,7 @@ impl PostgresTable {
         let most = state
             .config()
             .target_partitions()
-            .min(self.remote.pool_size());
+            .min(self.remote.scan_share());
         let parts = partitions(pages, self.remote.partition_pages, most);
         if parts < 2 {
             return Vec::new();
