@@ -233,6 +233,7 @@ impl Catalog {
         let _one_at_a_time = self.reloading.lock().await;
         let config = CatalogConfig::load(&self.path)?;
         let old = self.snapshot();
+        weakens_authentication(&old.config, &config, &self.path)?;
         let mut summary = ReloadSummary::default();
         let mut sources = BTreeMap::new();
         let mut to_start = Vec::new();
@@ -342,6 +343,29 @@ pub(crate) fn quote_ident(name: &str) -> String {
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))
     }
+}
+
+/// Refuses an edit that would let clients in with less than the running catalog asks of
+/// them. A missing `auth` means "not configured", not "trust": `polygate serve` refuses to
+/// start without one, so a reload must not read a deleted line or table as trust. Switching
+/// to `auth = "trust"` stays possible, written out.
+fn weakens_authentication(
+    running: &CatalogConfig,
+    edited: &CatalogConfig,
+    path: &Path,
+) -> Result<(), CatalogError> {
+    if running.gateway.auth.is_none() || edited.gateway.auth.is_some() {
+        return Ok(());
+    }
+    Err(CatalogError::Config(crate::config::ConfigError {
+        path: path.to_owned(),
+        line: 1,
+        column: 1,
+        key: "gateway.auth".to_owned(),
+        message: "missing: an edit cannot remove authentication from a running gateway; write \
+                  auth = \"trust\" to let clients in without a password"
+            .to_owned(),
+    }))
 }
 
 #[cfg(test)]

@@ -252,3 +252,78 @@ async fn unreachable_sources_are_reported_retried_and_do_not_stop_the_others() -
     assert_eq!(count, Ok(5));
     Ok(())
 }
+
+/// Regression: a reload whose file had lost its `auth` line (or its whole `[gateway]` table)
+/// was applied, and the start-up handler read the missing method as `trust`, letting any
+/// user in without a password. Such an edit is now rejected like any invalid edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_cannot_remove_authentication_or_size_a_pool_absurdly() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let catalog = dir.path().join("catalog.toml");
+    let gateway_table =
+        "[gateway]\nauth = \"scram-sha-256\"\n[gateway.users]\nalice = \"secret\"\n";
+    let secured = format!("{gateway_table}\n{}", shop_source());
+    std::fs::write(&catalog, &secured)?;
+    let gateway = TestGateway::start(&catalog).await?;
+    let refused = |user: &'static str| {
+        let url = format!(
+            "host=127.0.0.1 port={} user={user} dbname=polygate",
+            gateway.port()
+        );
+        async move {
+            tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .is_err()
+        }
+    };
+    assert!(
+        refused("nobody").await,
+        "an unknown user got in before any edit"
+    );
+
+    let unreachable_pg = |pool_size: &str| {
+        format!(
+            "{secured}\n[sources.crm]\nkind = \"postgres\"\n\
+             url = \"postgres://reader@127.0.0.1:1/crm\"\npool_size = {pool_size}\n"
+        )
+    };
+    let edits = [
+        (
+            "without auth",
+            secured.replace("auth = \"scram-sha-256\"\n", ""),
+            "gateway.auth",
+        ),
+        ("without [gateway]", shop_source(), "gateway.auth"),
+        ("pool_size 0", unreachable_pg("0"), "pool_size"),
+        (
+            "pool_size 10^12",
+            unreachable_pg("1000000000000"),
+            "pool_size",
+        ),
+    ];
+    for (what, text, key) in edits {
+        std::fs::write(&catalog, &text)?;
+        let error = match gateway.catalog.reload().await {
+            Ok(summary) => anyhow::bail!("the edit {what} was applied: {summary:?}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains(key), "{what}: {error}");
+        assert!(
+            gateway.catalog.config().gateway.auth.is_some(),
+            "{what}: the catalog in force lost its auth"
+        );
+        assert!(refused("nobody").await, "{what}: an unknown user got in");
+        assert!(
+            refused("tester").await,
+            "{what}: a user without a password got in"
+        );
+    }
+    // Writing trust out is an operator's explicit choice, and applies.
+    std::fs::write(
+        &catalog,
+        format!("[gateway]\nauth = \"trust\"\n\n{}", shop_source()),
+    )?;
+    gateway.catalog.reload().await?;
+    assert!(!refused("tester").await, "an explicit trust did not apply");
+    Ok(())
+}
