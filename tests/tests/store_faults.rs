@@ -155,40 +155,47 @@ async fn a_client_that_stops_reading_is_stopped_at_statement_timeout() -> anyhow
         )
     };
 
-    // Parse, Bind, Execute without a row limit, Sync: then never read a byte.
-    let mut client = WireClient::connect(gateway.port(), "polygate").await?;
-    let mut out = bytes::BytesMut::new();
-    frontend::parse("", "SELECT i, s FROM crm.big", std::iter::empty(), &mut out)?;
-    frontend::bind(
-        "",
-        "",
-        std::iter::empty::<i16>(),
-        std::iter::empty::<()>(),
-        |(), _| Ok(IsNull::No),
-        [0_i16],
-        &mut out,
-    )
-    .map_err(|_| anyhow::anyhow!("cannot encode Bind"))?;
-    frontend::execute("", 0, &mut out)?;
-    frontend::sync(&mut out);
-    client.send_raw(&out).await?;
+    for simple in [false, true] {
+        // A query, by the simple protocol or by Parse, Bind, Execute without a row limit and
+        // Sync: then not a byte read.
+        let mut client = WireClient::connect(gateway.port(), "polygate").await?;
+        let mut out = bytes::BytesMut::new();
+        if simple {
+            frontend::query("SELECT i, s FROM crm.big", &mut out)?;
+        } else {
+            frontend::parse("", "SELECT i, s FROM crm.big", std::iter::empty(), &mut out)?;
+            frontend::bind(
+                "",
+                "",
+                std::iter::empty::<i16>(),
+                std::iter::empty::<()>(),
+                |(), _| Ok(IsNull::No),
+                [0_i16],
+                &mut out,
+            )
+            .map_err(|_| anyhow::anyhow!("cannot encode Bind"))?;
+            frontend::execute("", 0, &mut out)?;
+            frontend::sync(&mut out);
+        }
+        client.send_raw(&out).await?;
 
-    // The scan runs on the server while the gateway fills the socket...
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while active().await? == 0 {
-        anyhow::ensure!(Instant::now() < deadline, "the scan never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The scan runs on the server while the gateway fills the socket...
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while active().await? == 0 {
+            anyhow::ensure!(Instant::now() < deadline, "the scan never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // ...and is gone within the timeout and 5 s, the client still connected and silent.
+        let deadline = Instant::now() + Duration::from_secs(1 + 5);
+        while active().await? > 0 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the remote statement outlived statement_timeout (simple protocol: {simple})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(client);
     }
-    // ...and is gone within the timeout and 5 s, the client still connected and silent.
-    let deadline = Instant::now() + Duration::from_secs(1 + 5);
-    while active().await? > 0 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the remote statement outlived statement_timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    drop(client);
     drop(gateway);
     database.drop_database().await?;
     Ok(())

@@ -6,6 +6,7 @@
 //! gone, shutdown) that drops the DataFusion stream, and with it the remote queries, at once.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use arrow_pg::datatypes::into_pg_type;
@@ -14,7 +15,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::LogicalPlan;
 use futures::stream::{self, BoxStream};
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{
     ExtendedQueryHandler, SimpleQueryHandler, send_execution_response, send_query_response,
@@ -29,6 +30,7 @@ use pgwire::api::{
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::RowDescription;
 use pgwire::messages::extendedquery::{Bind, BindComplete, Execute, PortalSuspended};
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
@@ -38,7 +40,7 @@ use pgwire::types::format::FormatOptions;
 use super::bind::BindShape;
 use super::connection::{Connection, Stop};
 use crate::engine::{self, DEFAULT_DATABASE, DEFAULT_USER, Engine, QuerySession};
-use crate::errors::GatewayError;
+use crate::errors::{CancelReason, GatewayError};
 use crate::settings::Settings;
 use crate::statement::Command;
 
@@ -646,18 +648,84 @@ impl Session {
             // Each statement has its own timeout, read after the statements before it ran
             // (they may have SET it). A failure ends the batch.
             let settings = self.core.settings(&session);
-            let mut stop = self.core.stop(client, &settings, true).await;
+            // One stop for planning, the DataFusion stream and the writes to the client.
+            let stop = self.core.stop(client, &settings, true).await.shared();
             let statement = tokio::select! {
                 biased;
-                reason = &mut stop => return Err(GatewayError::Canceled(reason).into()),
+                reason = stop.clone() => return Err(GatewayError::Canceled(reason).into()),
                 statement = Statement::prepare(&session, command) => statement?,
             };
             let response = self
-                .run(client, &session, statement, &Format::UnifiedText, stop)
+                .run(
+                    client,
+                    &session,
+                    statement,
+                    &Format::UnifiedText,
+                    Box::pin(stop.clone()),
+                )
                 .await?;
-            send_response(client, response).await?;
+            send_response_within(client, response, stop).await?;
         }
         Ok(())
+    }
+}
+
+/// [`send_response`], with each write raced against `stop`: a client that stops reading
+/// blocks the write, and its statement must still end at its timeout or cancel (which drops
+/// the rows' stream, and with it the remote statements).
+async fn send_response_within<C, S>(client: &mut C, response: Response, stop: S) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    S: Future<Output = CancelReason> + Unpin,
+{
+    let Response::Query(query) = response else {
+        return send_response(client, response).await;
+    };
+    let mut stop = stop;
+    let QueryResponse {
+        command_tag,
+        row_schema,
+        mut data_rows,
+        ..
+    } = query;
+    let description = RowDescription::new(row_schema.iter().map(Into::into).collect());
+    feed_within(
+        client,
+        PgWireBackendMessage::RowDescription(description),
+        &mut stop,
+    )
+    .await?;
+    let mut count = 0;
+    while let Some(row) = data_rows.next().await {
+        feed_within(client, PgWireBackendMessage::DataRow(row?), &mut stop).await?;
+        count += 1;
+    }
+    let tag = Tag::new(&command_tag).with_rows(count);
+    feed_within(
+        client,
+        PgWireBackendMessage::CommandComplete(tag.into()),
+        &mut stop,
+    )
+    .await
+}
+
+/// Writes `message` to the client, unless `stop` fires first.
+async fn feed_within<C, S>(
+    client: &mut C,
+    message: PgWireBackendMessage,
+    stop: &mut S,
+) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    S: Future<Output = CancelReason> + Unpin,
+{
+    tokio::select! {
+        biased;
+        reason = stop => Err(GatewayError::Canceled(reason).into()),
+        sent = client.feed(message) => sent.map_err(PgWireError::from),
     }
 }
 
@@ -872,15 +940,8 @@ impl Session {
             };
             match next {
                 Ok(Some(row)) => {
-                    // A client that stops reading blocks this write; the stop must still end
-                    // the statement, and its remote work, at its timeout or cancel.
-                    let sent: PgWireResult<()> = tokio::select! {
-                        biased;
-                        reason = &mut stop => Err(GatewayError::Canceled(reason).into()),
-                        sent = client.feed(PgWireBackendMessage::DataRow(row)) => {
-                            sent.map_err(PgWireError::from)
-                        }
-                    };
+                    let sent =
+                        feed_within(client, PgWireBackendMessage::DataRow(row), &mut stop).await;
                     if let Err(error) = sent {
                         *state = PortalExecutionState::Finished;
                         return Err(error);
