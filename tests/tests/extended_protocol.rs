@@ -357,3 +357,77 @@ async fn text_format_parameters_arrive_byte_for_byte() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The same values, as text and binary parameters of a filter PostgreSQL runs: polygate
+/// selects exactly the rows PostgreSQL itself selects.
+#[tokio::test]
+async fn text_format_parameters_select_postgresqls_rows() -> anyhow::Result<()> {
+    let Some(admin_url) = polygate_tests::backends::require(
+        polygate_tests::backends::Backend::Postgres,
+        "text_format_parameters_select_postgresqls_rows",
+    ) else {
+        return Ok(());
+    };
+    let database = polygate_tests::backends::PgDatabase::create(&admin_url, "params").await?;
+    let pg = database.client().await?;
+    let values = [
+        "a''",
+        "a'",
+        "''",
+        "'",
+        "\\",
+        "\\'",
+        "x' OR 1=1 --",
+        "",
+        "ünïcødé ✓ 𝄞",
+    ];
+    pg.batch_execute("CREATE TABLE t (id int, s text)").await?;
+    for (id, value) in values.iter().enumerate() {
+        pg.execute(
+            "INSERT INTO t VALUES ($1, $2)",
+            &[&i32::try_from(id)?, value],
+        )
+        .await?;
+    }
+    let gateway = TestGateway::with_catalog(&format!(
+        "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\n",
+        database.url
+    ))
+    .await?;
+    let mut client = WireClient::connect(gateway.port(), "polygate").await?;
+    for value in values {
+        let direct: Vec<i32> = pg
+            .query("SELECT id FROM t WHERE s = $1 ORDER BY id", &[&value])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(direct.len(), 1, "{value:?}");
+        for format in [WireFormat::Text, WireFormat::Binary] {
+            let fetched = client
+                .query(
+                    "SELECT id FROM pg.t WHERE s = $1 ORDER BY id",
+                    &[0],
+                    &[Some(value.as_bytes())],
+                    format,
+                    WireFormat::Text,
+                    0,
+                )
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let ours: Vec<i32> = fetched[0]
+                .rows
+                .iter()
+                .map(|row| {
+                    String::from_utf8_lossy(row[0].as_deref().unwrap_or_default())
+                        .parse()
+                        .unwrap_or(-1)
+                })
+                .collect();
+            assert_eq!(ours, direct, "{format:?} parameter {value:?}");
+        }
+    }
+    drop(gateway);
+    database.drop_database().await?;
+    Ok(())
+}
