@@ -1,5 +1,8 @@
 //! The `polygate` command as a user runs it: `query`, `check`, and `serve` answering psql.
 
+// Test helpers: a failed expectation is a failed test, with its message.
+#![allow(clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -107,13 +110,18 @@ fn malformed_catalog_is_one_line_naming_file_line_and_key() {
     }
 }
 
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port")
+        .port()
+}
+
 #[test]
 fn check_reports_each_source() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a port")
-        .port();
+    let closed_port = closed_port();
     let catalog = dir.path().join("catalog.toml");
     let data = demo_catalog().parent().expect("dir").join("data");
     std::fs::write(
@@ -347,10 +355,7 @@ fn a_50000_term_or_answers_without_aborting_the_gateway() {
 fn passwords_in_source_urls_appear_in_no_output() {
     const MARKER: &str = "Canary7e1f";
     let dir = tempfile::tempdir().expect("tempdir");
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a port")
-        .port();
+    let closed_port = closed_port();
     let catalog = dir.path().join("catalog.toml");
     std::fs::write(
         &catalog,

@@ -1,5 +1,8 @@
 //! catalog.toml edits reach a running gateway; unreachable sources do not stop the others.
 
+// Test helpers: a failed expectation is a failed test, with its message.
+#![allow(clippy::expect_used)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,9 @@
 //! gateways: every pushed query returns what PostgreSQL returns, with and without pushdown.
 //! Records labelled `onlyif pushdown` (EXPLAIN plans) run on the pushdown gateway only.
 
+// Test helpers: a failed expectation is a failed test, with its message.
+#![allow(clippy::expect_used)]
+
 use polygate_tests::backends::{self, Backend, PgDatabase};
 use polygate_tests::gateway::TestGateway;
 use polygate_tests::slt;

@@ -10,7 +10,7 @@ mod document;
 mod error;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,8 @@ use document::Document;
 
 /// The address `polygate serve` listens on when neither the command line nor catalog.toml says.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:55432";
+/// The port of [`DEFAULT_LISTEN`].
+const DEFAULT_PORT: u16 = 55432;
 
 /// The kinds of source this build of polygate can serve.
 pub const KINDS: &[&str] = &[
@@ -209,7 +211,7 @@ impl CatalogConfig {
 
 fn default_gateway() -> GatewayConfig {
     GatewayConfig {
-        listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+        listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
         max_connections: DEFAULT_MAX_CONNECTIONS,
         statement_timeout: None,
         idle_session_timeout: None,

@@ -479,6 +479,10 @@ impl PooledSession {
 impl std::ops::Deref for PooledSession {
     type Target = Object;
 
+    #[allow(
+        clippy::expect_used,
+        reason = "`client` is `Some` from construction until `drop` takes it"
+    )]
     fn deref(&self) -> &Object {
         self.client
             .as_ref()

@@ -289,6 +289,10 @@ impl PgColumn {
 }
 
 impl Kind {
+    #[allow(
+        clippy::expect_used,
+        reason = "a Decimal kind is only made by `decimal_of`, which validates its precision and scale"
+    )]
     fn builder(&self, capacity: usize) -> ColumnBuilder {
         match *self {
             Kind::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
