@@ -8,6 +8,8 @@
 //! doubling as if the value were a SQL literal, and a parameter is not a literal (`a''` must
 //! arrive as `a''`).
 
+use std::sync::Arc;
+
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::into_pg_type;
 use datafusion::arrow::datatypes::DataType;
@@ -15,6 +17,7 @@ use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 use pgwire::api::Type;
 use pgwire::api::portal::Portal;
+use pgwire::api::stmt::StoredStatement;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::extendedquery::Bind;
 
@@ -73,18 +76,46 @@ pub fn values<S: Clone>(
     portal: &Portal<S>,
     types: &[Option<DataType>],
 ) -> PgWireResult<ParamValues> {
-    let type_refs: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
-    let mut values = deserialize_parameters(portal, &type_refs)?;
-    let ParamValues::List(list) = &mut values else {
-        return Ok(values);
-    };
-    for (position, value) in list.iter_mut().enumerate() {
+    let mut values = Vec::with_capacity(portal.parameters.len());
+    for position in 0..portal.parameters.len() {
         let inferred = types.get(position).and_then(Option::as_ref);
-        if let Some(text) = raw_text(portal, position, inferred)? {
-            value.value = text;
-        }
+        let value = match raw_text(portal, position, inferred)? {
+            Some(text) => text,
+            None => decoded(portal, position, inferred)?,
+        };
+        values.push(value.into());
     }
-    Ok(values)
+    Ok(ParamValues::List(values))
+}
+
+/// The value at `position` as arrow-pg decodes it, alone: arrow-pg's decoder of a whole
+/// portal skips a NULL of a type it does not know, which would shift every value after it.
+fn decoded<S: Clone>(
+    portal: &Portal<S>,
+    position: usize,
+    inferred: Option<&DataType>,
+) -> PgWireResult<ScalarValue> {
+    let declared = portal
+        .statement
+        .parameter_types
+        .get(position)
+        .cloned()
+        .flatten();
+    let format = i16::from(portal.parameter_format.is_binary(position));
+    let value = portal.parameters.get(position).cloned().flatten();
+    let bind = Bind::new(None, None, vec![format], vec![value], Vec::new());
+    let statement = StoredStatement::new(String::new(), (), vec![declared]);
+    let single = Portal::try_new(&bind, Arc::new(statement))?;
+    let decoded = match deserialize_parameters(&single, &[inferred])? {
+        ParamValues::List(mut list) => list.pop().map(|value| value.value),
+        ParamValues::Map(_) => None,
+    };
+    // Skipped: a NULL, of the inferred type where there is one.
+    Ok(decoded.unwrap_or_else(|| {
+        inferred
+            .and_then(|t| ScalarValue::try_from(t).ok())
+            .unwrap_or(ScalarValue::Utf8(None))
+    }))
 }
 
 /// The value at `position` as the exact string the client sent, when it is of a string type
@@ -149,10 +180,7 @@ fn raw_text<S: Clone>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use bytes::Bytes;
-    use pgwire::api::stmt::StoredStatement;
 
     use super::*;
 
@@ -245,6 +273,29 @@ mod tests {
             panic!("positional parameters");
         };
         list.into_iter().next().expect("one value").value
+    }
+
+    /// Regression: arrow-pg's decoder skipped an untyped NULL, so the values after it moved
+    /// one position down.
+    #[test]
+    fn an_untyped_null_keeps_every_value_in_its_position() {
+        let statement = StoredStatement::new("s".to_owned(), (), vec![None, None, None]);
+        let bind = bind(&[], &[None, Some("b"), Some("7")], &[]);
+        let portal = Portal::try_new(&bind, Arc::new(statement)).expect("a portal");
+        let ParamValues::List(list) =
+            values(&portal, &[None, None, Some(DataType::Int64)]).expect("decoded")
+        else {
+            panic!("positional parameters");
+        };
+        let got: Vec<ScalarValue> = list.into_iter().map(|v| v.value).collect();
+        assert_eq!(
+            got,
+            [
+                ScalarValue::Utf8(None),
+                ScalarValue::Utf8(Some("b".to_owned())),
+                ScalarValue::Int64(Some(7)),
+            ]
+        );
     }
 
     #[test]

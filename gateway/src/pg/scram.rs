@@ -200,8 +200,8 @@ impl Exchange {
         let auth_message = format!("{},{without_proof}", self.auth_message_start);
         let client_signature = hmac_sha256(&self.verifier.stored_key, auth_message.as_bytes());
         let mut client_key = [0u8; KEY_LEN];
-        for (i, byte) in client_key.iter_mut().enumerate() {
-            *byte = proof[i] ^ client_signature[i];
+        for ((byte, p), c) in client_key.iter_mut().zip(proof).zip(client_signature) {
+            *byte = p ^ c;
         }
         if !constant_time_eq(&sha256(&client_key), &self.verifier.stored_key) {
             return Err(ScramError::WrongProof);

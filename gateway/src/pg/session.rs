@@ -255,7 +255,9 @@ fn show_rows(rows: &[(String, String)], all: bool) -> Result<QueryResponse, Gate
     let fields = Arc::new(if all {
         vec![text("name"), text("setting")]
     } else {
-        vec![text(&rows[0].0)]
+        vec![text(
+            rows.first().map_or("setting", |(name, _)| name.as_str()),
+        )]
     });
     let mut encoded = Vec::with_capacity(rows.len());
     for (name, value) in rows {
@@ -913,7 +915,15 @@ impl Session {
         if matches!(*state.lock().await, PortalExecutionState::Initial) {
             match self.execute_portal(client, portal, true).await? {
                 Response::Query(response) => portal.start(response).await,
-                other => return send_response(client, other).await,
+                other => {
+                    let ends = matches!(other, Response::TransactionEnd(_));
+                    send_response(client, other).await?;
+                    // As PostgreSQL, the end of a transaction closes its unnamed portal.
+                    if ends {
+                        client.portal_store().rm_portal(DEFAULT_NAME);
+                    }
+                    return Ok(());
+                }
             }
         }
         let mut state = state.lock().await;
@@ -957,17 +967,19 @@ impl Session {
                 }
             }
         };
-        if suspended {
-            client
-                .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
-                .await?;
+        let end = if suspended {
+            PgWireBackendMessage::PortalSuspended(PortalSuspended::new())
         } else {
             *state = PortalExecutionState::Finished;
-            let done = Tag::new(&tag).with_rows(count);
-            client
-                .send(PgWireBackendMessage::CommandComplete(done.into()))
-                .await?;
+            PgWireBackendMessage::CommandComplete(Tag::new(&tag).with_rows(count).into())
+        };
+        feed_within(client, end, &mut stop).await?;
+        // The rows so far go out now, as pgwire's own path sends them; a client that does not
+        // read them is stopped like any other.
+        tokio::select! {
+            biased;
+            reason = &mut stop => Err(GatewayError::Canceled(reason).into()),
+            flushed = client.flush() => flushed.map_err(PgWireError::from),
         }
-        Ok(())
     }
 }
