@@ -301,8 +301,8 @@ fn serve_refuses_to_start_without_an_explicit_auth_method() {
 }
 
 /// Regression: a predicate tens of thousands of terms deep (a left-deep tree) overflowed the
-/// stack of the thread planning it and aborted the process. It gives its answer or a clear
-/// error (54001), never a signal, and the gateway goes on serving.
+/// stack of the thread planning it and aborted the process. Balanced, it answers, and the
+/// gateway goes on serving.
 #[test]
 fn a_50000_term_or_answers_without_aborting_the_gateway() {
     if !psql_available() {
@@ -335,12 +335,9 @@ fn a_50000_term_or_answers_without_aborting_the_gateway() {
             .args(["-v", "VERBOSITY=verbose"])
             .args(args))
     };
+    // Balanced, the chain is shallow: it answers.
     let output = psql(&["-f", &script.display().to_string()]);
-    if output.status.success() {
-        assert_eq!(stdout(&output), "10\n");
-    } else {
-        assert!(stderr(&output).contains("54001"), "{}", stderr(&output));
-    }
+    assert_eq!(stdout(&output), "10\n", "{}", stderr(&output));
     assert!(
         served.child.try_wait().expect("a status").is_none(),
         "polygate serve died"
