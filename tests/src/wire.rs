@@ -42,6 +42,9 @@ pub struct Fetched {
 pub struct WireClient {
     stream: TcpStream,
     buffer: BytesMut,
+    /// How long [`WireClient::query`] waits before each Execute that resumes a portal, as a
+    /// client does that processes each batch of rows before fetching the next.
+    pub pause_between_executes: std::time::Duration,
 }
 
 impl WireClient {
@@ -51,6 +54,7 @@ impl WireClient {
         let mut client = Self {
             stream,
             buffer: BytesMut::new(),
+            pause_between_executes: std::time::Duration::ZERO,
         };
         let mut out = BytesMut::new();
         frontend::startup_message([("user", "tester"), ("database", database)], &mut out)?;
@@ -107,6 +111,7 @@ impl WireClient {
                     if !suspended {
                         break Ok(fetches);
                     }
+                    tokio::time::sleep(self.pause_between_executes).await;
                     let mut out = BytesMut::new();
                     frontend::execute("", max_rows, &mut out)?;
                     frontend::flush(&mut out);

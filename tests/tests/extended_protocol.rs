@@ -431,3 +431,27 @@ async fn text_format_parameters_select_postgresqls_rows() -> anyhow::Result<()> 
     database.drop_database().await?;
     Ok(())
 }
+
+/// `statement_timeout` bounds each Execute, as in PostgreSQL: a portal read a few rows at a
+/// time, with pauses longer than the timeout between Executes, is not canceled for the time
+/// the client spent between them.
+#[tokio::test]
+async fn statement_timeout_times_each_execute_of_a_portal() -> anyhow::Result<()> {
+    let gateway = TestGateway::demo_with("statement_timeout_secs = 1").await?;
+    let mut client = WireClient::connect(gateway.port(), "polygate").await?;
+    client.pause_between_executes = std::time::Duration::from_millis(1500);
+    let fetches = client
+        .query(
+            "SELECT value FROM generate_series(1, 6) ORDER BY value",
+            &[],
+            &[],
+            WireFormat::Text,
+            WireFormat::Text,
+            2,
+        )
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let sizes: Vec<usize> = fetches.iter().map(|f| f.rows.len()).collect();
+    assert_eq!(sizes, [2, 2, 2, 0]);
+    Ok(())
+}

@@ -853,7 +853,10 @@ impl ExtendedQueryHandler for Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.execute_portal(client, portal, false).await
+        let session = self.core.session(client)?;
+        let settings = self.core.settings(&session);
+        let stop = self.core.stop(client, &settings, false).await;
+        self.execute_portal(client, portal, stop).await
     }
 }
 
@@ -863,15 +866,13 @@ impl Session {
         &self,
         client: &mut C,
         portal: &Portal<Prepared>,
-        own_cancel: bool,
+        stop: Stop,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = self.core.session(client)?;
-        let settings = self.core.settings(&session);
-        let stop = self.core.stop(client, &settings, own_cancel).await;
         let statement = match &portal.statement.statement.command {
             PreparedCommand::Answered(command) => Statement::Answered(command.clone()),
             PreparedCommand::Plan(plan) => {
@@ -911,9 +912,22 @@ impl Session {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // Each Execute is canceled and timed out on its own, as in PostgreSQL: a portal read
+        // a few rows at a time, with pauses between, is not timed from its first Execute.
+        let session = self.core.session(client)?;
+        let settings = self.core.settings(&session);
+        let mut stop = self.core.stop(client, &settings, true).await;
         let state = portal.state();
         if matches!(*state.lock().await, PortalExecutionState::Initial) {
-            match self.execute_portal(client, portal, true).await? {
+            // What the portal's stream keeps beyond this Execute: the client leaving, and
+            // shutdown.
+            let lasting = self.core.connection.stop(None, None);
+            let executed = tokio::select! {
+                biased;
+                reason = &mut stop => Err(GatewayError::Canceled(reason).into()),
+                executed = self.execute_portal(client, portal, lasting) => executed,
+            };
+            match executed? {
                 Response::Query(response) => portal.start(response).await,
                 other => {
                     let ends = matches!(other, Response::TransactionEnd(_));
@@ -931,11 +945,6 @@ impl Session {
             // Run to its end already: PostgreSQL answers with no rows.
             return send_execution_response(client, Tag::new("SELECT").with_rows(0)).await;
         };
-        // Each Execute can be canceled and timed out on its own, also while it resumes a
-        // portal that an earlier Execute started.
-        let session = self.core.session(client)?;
-        let settings = self.core.settings(&session);
-        let mut stop = self.core.stop(client, &settings, true).await;
         let tag = response.command_tag().to_owned();
         let rows = response.data_rows();
         let mut count = 0;
