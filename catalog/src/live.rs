@@ -346,14 +346,26 @@ pub(crate) fn quote_ident(name: &str) -> String {
 }
 
 /// Refuses an edit that would let clients in with less than the running catalog asks of
-/// them. A missing `auth` means "not configured", not "trust": `polygate serve` refuses to
-/// start without one, so a reload must not read a deleted line or table as trust. Switching
-/// to `auth = "trust"` stays possible, written out.
+/// them: no authentication method, or no more TLS. A missing `auth` means "not
+/// configured", not "trust": `polygate serve` refuses to start without one, so a reload must
+/// not read a deleted line or table as trust. Switching to `auth = "trust"` stays possible,
+/// written out; lowering `tls_required` takes a restart.
 fn weakens_authentication(
     running: &CatalogConfig,
     edited: &CatalogConfig,
     path: &Path,
 ) -> Result<(), CatalogError> {
+    if running.gateway.tls_required && !edited.gateway.tls_required {
+        return Err(CatalogError::Config(crate::config::ConfigError {
+            path: path.to_owned(),
+            line: 1,
+            column: 1,
+            key: "gateway.tls_required".to_owned(),
+            message: "an edit cannot stop requiring TLS of a running gateway; restart it to \
+                      lower the requirement"
+                .to_owned(),
+        }));
+    }
     if running.gateway.auth.is_none() || edited.gateway.auth.is_some() {
         return Ok(());
     }

@@ -330,3 +330,32 @@ async fn an_edit_cannot_remove_authentication_or_size_a_pool_absurdly() -> anyho
     assert!(!refused("tester").await, "an explicit trust did not apply");
     Ok(())
 }
+
+/// An edit that drops `tls_required = true` would let clients in without TLS: it takes a
+/// restart, not a reload.
+#[tokio::test]
+async fn an_edit_cannot_stop_requiring_tls() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Only the files' presence is checked when the catalog loads; no server reads them here.
+    std::fs::write(dir.path().join("server.crt"), "")?;
+    std::fs::write(dir.path().join("server.key"), "")?;
+    let catalog = dir.path().join("catalog.toml");
+    let gateway_table = "[gateway]\nauth = \"trust\"\ntls_cert_file = \"server.crt\"\n\
+                         tls_key_file = \"server.key\"\n";
+    std::fs::write(
+        &catalog,
+        format!("{gateway_table}tls_required = true\n\n{}", shop_source()),
+    )?;
+    let live = polygate_catalog::Catalog::load(&catalog).await?;
+    std::fs::write(&catalog, format!("{gateway_table}\n{}", shop_source()))?;
+    let error = live
+        .reload()
+        .await
+        .expect_err("the edit dropped tls_required");
+    assert!(
+        error.to_string().contains("gateway.tls_required"),
+        "{error}"
+    );
+    assert!(live.config().gateway.tls_required);
+    Ok(())
+}
