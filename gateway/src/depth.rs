@@ -9,7 +9,9 @@
 //! three-valued logic too, so a long chain is rebuilt as a balanced tree of the same operands
 //! in the same order: 50,000 terms are 16 levels deep. What is still deeper after that (a
 //! chain of `+`, whose overflow depends on grouping, or nested function calls) is refused,
-//! as PostgreSQL refuses what exceeds its `max_stack_depth`.
+//! as PostgreSQL refuses what exceeds its `max_stack_depth`. Before any of that, a scan of
+//! the text refuses a statement with more than [`MAX_OPERATORS`] operators, which bounds how
+//! deep the tree can be while the passes that run before the balancing walk it.
 
 use std::ops::ControlFlow;
 
@@ -25,6 +27,105 @@ const BALANCE_ABOVE: usize = 64;
 
 /// The deepest expression a statement may hold once its chains are balanced.
 pub const MAX_EXPRESSION_DEPTH: usize = 1_000;
+
+/// The most operators (`AND`, `OR`, `+`, `=`, ...) a statement's text may hold. Parsing is
+/// iterative, but the passes between parsing and [`limit`] (the compatibility parser's rules,
+/// comparisons, clones) walk the unbalanced tree recursively; this bounds how deep that tree
+/// can be before anything walks it. It is four times the 50,000-term `OR` the tests run.
+pub const MAX_OPERATORS: usize = 200_000;
+
+/// Refuses SQL text with more than [`MAX_OPERATORS`] operators, counted by a scan of the text
+/// that skips literals, quoted names and comments, before anything parses it.
+pub fn check_text(sql: &str) -> Result<(), GatewayError> {
+    match operators(sql) > MAX_OPERATORS {
+        true => Err(GatewayError::TooManyOperators(MAX_OPERATORS)),
+        false => Ok(()),
+    }
+}
+
+/// The characters PostgreSQL's operators are made of.
+const OPERATOR_CHARS: &[u8] = b"+-*/%<>=~!@#^&|?";
+
+/// How many operators `sql` holds: `AND` and `OR` as words, and runs of operator characters,
+/// outside string literals, quoted identifiers, dollar quotes and comments.
+fn operators(sql: &str) -> usize {
+    let bytes = sql.as_bytes();
+    let mut count = 0;
+    let mut i = 0;
+    let skip_to = |from: usize, end: &[u8]| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.windows(end.len()).position(|w| w == end))
+            .map_or(bytes.len(), |at| from + at + end.len())
+    };
+    while let Some(&byte) = bytes.get(i) {
+        i = match byte {
+            // '...' with '' inside (and \' in E'...'), "..." with "" inside: a doubled
+            // quote reads as the end of one literal and the start of the next.
+            b'\'' | b'"' => {
+                let escapes =
+                    byte == b'\'' && i > 0 && matches!(bytes.get(i - 1), Some(b'e' | b'E'));
+                let mut j = i + 1;
+                while let Some(&c) = bytes.get(j) {
+                    if escapes && c == b'\\' {
+                        j += 2;
+                        continue;
+                    }
+                    j += 1;
+                    if c == byte {
+                        break;
+                    }
+                }
+                j
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => skip_to(i, b"\n"),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => skip_to(i + 2, b"*/"),
+            // $tag$ ... $tag$ (not $1, a parameter).
+            b'$' => {
+                let tag_end = bytes
+                    .get(i + 1..)
+                    .and_then(|rest| {
+                        rest.iter()
+                            .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                    })
+                    .map(|at| i + 1 + at);
+                match tag_end {
+                    Some(end)
+                        if bytes.get(end) == Some(&b'$')
+                            && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit) =>
+                    {
+                        let tag = bytes.get(i..=end).unwrap_or_default();
+                        skip_to(end + 1, tag)
+                    }
+                    _ => i + 1,
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let end = bytes
+                    .get(i..)
+                    .and_then(|rest| {
+                        rest.iter()
+                            .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_' || *c == b'$'))
+                    })
+                    .map_or(bytes.len(), |at| i + at);
+                let word = bytes.get(i..end).unwrap_or_default();
+                if word.eq_ignore_ascii_case(b"and") || word.eq_ignore_ascii_case(b"or") {
+                    count += 1;
+                }
+                end
+            }
+            c if OPERATOR_CHARS.contains(&c) => {
+                count += 1;
+                bytes
+                    .get(i..)
+                    .and_then(|rest| rest.iter().position(|c| !OPERATOR_CHARS.contains(c)))
+                    .map_or(bytes.len(), |at| i + at)
+            }
+            _ => i + 1,
+        };
+    }
+    count
+}
 
 /// Balances long `AND`/`OR` chains, then refuses the statement if an expression in it is
 /// still deeper than [`MAX_EXPRESSION_DEPTH`].
@@ -156,6 +257,27 @@ mod tests {
             .map(|i| format!("a = {i}"))
             .collect::<Vec<_>>()
             .join(&format!(" {op} "))
+    }
+
+    #[test]
+    fn operators_are_counted_outside_literals_names_and_comments() {
+        let cases = [
+            ("SELECT 1", 0),
+            ("SELECT a FROM t WHERE a = 1 AND b <> 2 OR c", 4),
+            ("SELECT 1 + 2 - -3", 3),
+            ("SELECT 'a AND b + c', \"or\" FROM t -- x AND y\n", 0),
+            ("SELECT 'it''s + ok' || 'x'", 1),
+            ("SELECT E'\\' AND ' = x", 1),
+            ("SELECT /* a + b */ $$ a OR b $$, $q$ + $q$ = $1", 1),
+            ("SELECT android, orange, band FROM t", 0),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(operators(sql), expected, "{sql}");
+        }
+        let long = format!("SELECT 1 WHERE {}", chain(150_000, "OR"));
+        // 150,000 ORs and as many `=`.
+        assert_eq!(check_text(&long).map_err(|e| e.to_pg().code), Err("54001"));
+        assert!(check_text(&format!("SELECT 1 WHERE {}", chain(50_000, "OR"))).is_ok());
     }
 
     #[test]

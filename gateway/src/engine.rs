@@ -309,6 +309,7 @@ impl Engine {
     /// PostgreSQL clients' catalog queries are rewritten on the way into forms DataFusion
     /// plans (`'t'::regclass`, `OPERATOR(pg_catalog.~)`, `COLLATE`, `ANY(array)`).
     pub fn parse(&self, sql: &str) -> Result<Vec<Command>, GatewayError> {
+        depth::check_text(sql)?;
         let statements = self
             .inner
             .parser

@@ -39,6 +39,9 @@ pub enum GatewayError {
     /// A statement whose expressions nest deeper than the gateway evaluates (54001).
     #[error("stack depth limit exceeded: an expression nests more than {0} levels deep")]
     TooDeep(usize),
+    /// A statement with more operators than the gateway parses (54001).
+    #[error("stack depth limit exceeded: the statement has more than {0} operators")]
+    TooManyOperators(usize),
     /// A message the protocol does not allow here, or whose parts do not agree (08P01).
     #[error("{0}")]
     Protocol(String),
@@ -78,7 +81,7 @@ impl GatewayError {
             Self::AbortedTransaction => pg("25P02", self.to_string()),
             Self::Wire(_) => pg("XX000", self.to_string()),
             Self::Protocol(_) => pg("08P01", self.to_string()),
-            Self::TooDeep(_) => pg("54001", self.to_string()),
+            Self::TooDeep(_) | Self::TooManyOperators(_) => pg("54001", self.to_string()),
             Self::DataFusion(e) => datafusion_to_pg(e),
         }
     }
