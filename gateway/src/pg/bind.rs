@@ -88,6 +88,16 @@ pub fn values<S: Clone>(
     Ok(ParamValues::List(values))
 }
 
+/// The type the client declared for the parameter at `position` in Parse, if any.
+fn declared_type<S>(portal: &Portal<S>, position: usize) -> Option<Type> {
+    portal
+        .statement
+        .parameter_types
+        .get(position)
+        .cloned()
+        .flatten()
+}
+
 /// The value at `position` as arrow-pg decodes it, alone: arrow-pg's decoder of a whole
 /// portal skips a NULL of a type it does not know, which would shift every value after it.
 fn decoded<S: Clone>(
@@ -95,12 +105,7 @@ fn decoded<S: Clone>(
     position: usize,
     inferred: Option<&DataType>,
 ) -> PgWireResult<ScalarValue> {
-    let declared = portal
-        .statement
-        .parameter_types
-        .get(position)
-        .cloned()
-        .flatten();
+    let declared = declared_type(portal, position);
     let format = i16::from(portal.parameter_format.is_binary(position));
     let value = portal.parameters.get(position).cloned().flatten();
     let bind = Bind::new(None, None, vec![format], vec![value], Vec::new());
@@ -131,12 +136,7 @@ fn raw_text<S: Clone>(
     };
     let binary = portal.parameter_format.is_binary(position);
     // The type arrow-pg decodes by: the client's, else the inferred one.
-    let declared = portal
-        .statement
-        .parameter_types
-        .get(position)
-        .cloned()
-        .flatten();
+    let declared = declared_type(portal, position);
     let pg_type = match declared {
         Some(declared) => declared,
         None => match inferred.map(into_pg_type) {

@@ -724,10 +724,12 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     S: Future<Output = CancelReason> + Unpin,
 {
+    // The write first: it is ready at once unless the client's socket is full, and then
+    // the stop is not polled at all, which keeps this off the cost of every row.
     tokio::select! {
         biased;
-        reason = stop => Err(GatewayError::Canceled(reason).into()),
         sent = client.feed(message) => sent.map_err(PgWireError::from),
+        reason = stop => Err(GatewayError::Canceled(reason).into()),
     }
 }
 
