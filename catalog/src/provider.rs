@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
+use polygate_connector_core::scan::answer_within;
 use polygate_connector_core::{ConnectorError, Namespace, SourceError, TableRef};
 
 use crate::live::{Catalog, Source, SourceState};
@@ -102,12 +103,16 @@ impl SchemaProvider for SourceSchema {
         else {
             return Ok(None);
         };
-        self.source
-            .connector()
-            .table_provider(&TableRef::new(namespace.name.clone(), name))
-            .await
-            .map(Some)
-            .map_err(|e| SourceError::into_datafusion(self.source.name(), e))
+        // Planning waits on the store no longer than a scan would: a stalled store fails the
+        // statement that names it, not every statement after it.
+        let table = TableRef::new(namespace.name.clone(), name);
+        answer_within(
+            self.source.config.response_timeout,
+            self.source.connector().table_provider(&table),
+        )
+        .await
+        .map(Some)
+        .map_err(|e| SourceError::into_datafusion(self.source.name(), e))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -137,6 +137,8 @@ pub struct SourceConfig {
     /// tell whether a source changed. Only the hash is kept: the table holds the expanded
     /// secrets, which must not sit in a value anything may print.
     pub fingerprint: String,
+    /// `response_timeout_secs`: the longest the store may take to answer one request.
+    pub response_timeout: Duration,
     /// The connector serving it.
     pub connector: Arc<dyn Connector>,
 }
@@ -396,6 +398,7 @@ fn parse_source(
         return Err(document.error(span, &key, "must be a table"));
     };
     let kind = take_kind(document, &key, span.clone(), table)?;
+    let response_timeout = take_response_timeout(document, &key, table)?;
     let fingerprint = {
         use std::hash::{Hash, Hasher};
         // SipHash with fixed keys: stable within the process, which is all a reload compares.
@@ -406,6 +409,7 @@ fn parse_source(
     let context = SourceContext {
         name: name.get_ref().to_string(),
         base_dir: base_dir.to_path_buf(),
+        response_timeout,
     };
     let options = Spanned::new(span.clone(), DeValue::Table(table.clone()));
     let connector = match kind.as_str() {
@@ -436,8 +440,35 @@ fn parse_source(
         name: context.name,
         kind,
         fingerprint,
+        response_timeout,
         connector,
     })
+}
+
+/// The longest `response_timeout_secs` may be: a day.
+const MAX_RESPONSE_TIMEOUT_SECS: i64 = 86_400;
+
+/// Removes `response_timeout_secs`, a key every kind accepts, from a source table.
+fn take_response_timeout(
+    document: &Document,
+    key: &str,
+    table: &mut DeTable<'_>,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = table.remove("response_timeout_secs") else {
+        return Ok(SourceContext::DEFAULT_RESPONSE_TIMEOUT);
+    };
+    let seconds = match value.get_ref() {
+        DeValue::Integer(integer) => integer.to_string().parse::<i64>().ok(),
+        _ => None,
+    };
+    match seconds {
+        Some(seconds @ 1..=MAX_RESPONSE_TIMEOUT_SECS) => Ok(Duration::from_secs(seconds as u64)),
+        _ => Err(document.error(
+            value.span(),
+            &format!("{key}.response_timeout_secs"),
+            format!("must be a whole number of seconds from 1 to {MAX_RESPONSE_TIMEOUT_SECS}"),
+        )),
+    }
 }
 
 /// Removes `kind` from a source table (the connector's options do not include it).

@@ -106,6 +106,19 @@ fn rejects_bad_input_with_file_line_and_key() {
             "[sources.demo]\nkind = \"files\"\nroot = \"x\"\ndelimiter = \"ab\"\n",
             "4:13: sources.demo.delimiter: must be a single ASCII character, got \"ab\"",
         ),
+        // The response timeout every kind accepts.
+        (
+            "[sources.demo]\nkind = \"files\"\nroot = \"x\"\nresponse_timeout_secs = 0\n",
+            "4:25: sources.demo.response_timeout_secs: must be a whole number of seconds from 1 to 86400",
+        ),
+        (
+            "[sources.demo]\nkind = \"files\"\nroot = \"x\"\nresponse_timeout_secs = \"5\"\n",
+            "4:25: sources.demo.response_timeout_secs: must be a whole number of seconds from 1 to 86400",
+        ),
+        (
+            "[sources.demo]\nkind = \"files\"\nroot = \"x\"\nresponse_timeout_secs = 99999999999999999\n",
+            "4:25: sources.demo.response_timeout_secs: must be a whole number of seconds from 1 to 86400",
+        ),
         // Environment variables.
         (
             "[sources.demo]\nkind = \"files\"\nroot = \"${POLYGATE_TEST_SURELY_UNSET}\"\n",
@@ -115,6 +128,19 @@ fn rejects_bad_input_with_file_line_and_key() {
     for (text, expected) in cases {
         check_error(text, expected);
     }
+}
+
+#[test]
+fn every_kind_takes_a_response_timeout() {
+    let config =
+        parse("[sources.demo]\nkind = \"files\"\nroot = \"x\"\nresponse_timeout_secs = 7\n")
+            .expect("valid");
+    assert_eq!(config.sources[0].response_timeout, Duration::from_secs(7));
+    let config = parse("[sources.demo]\nkind = \"files\"\nroot = \"x\"\n").expect("valid");
+    assert_eq!(
+        config.sources[0].response_timeout,
+        polygate_connector_core::SourceContext::DEFAULT_RESPONSE_TIMEOUT
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -86,6 +87,27 @@ pub struct SourceContext {
     pub name: String,
     /// The directory of the catalog file, against which relative paths resolve.
     pub base_dir: PathBuf,
+    /// The longest polygate waits for the store to answer anything (`response_timeout_secs`,
+    /// a key every kind accepts): a discovery, a schema lookup, the first rows of a scan and
+    /// each next batch. A store that stops answering fails the statement instead of holding it.
+    pub response_timeout: Duration,
+}
+
+impl SourceContext {
+    /// `response_timeout_secs` when catalog.toml does not set it: long enough for a store
+    /// running a pushed-down aggregate over a large table, short enough that a store which
+    /// stopped (a frozen process, a dropped route) does not hold statements for ever.
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// The context of source `name` declared in a catalog in `base_dir`, with the default
+    /// response timeout.
+    pub fn new(name: impl Into<String>, base_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            base_dir: base_dir.into(),
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
 }
 
 /// Builds connectors of one kind from their catalog.toml options.

@@ -1,14 +1,24 @@
-//! What every connector's scan execution plan computes the same way: its plan properties and
-//! its row estimates.
+//! What every connector's scan execution plan computes the same way: its plan properties, its
+//! row estimates, and the stream it hands DataFusion.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Statistics;
 use datafusion::common::stats::Precision;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
+use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
-use datafusion::physical_plan::{Partitioning, PlanProperties};
+use datafusion::physical_plan::{
+    Partitioning, PlanProperties, RecordBatchStream, SendableRecordBatchStream,
+};
+use futures::Stream;
+use tokio::time::{Instant, Sleep};
+
+use crate::{ConnectorError, SourceError};
 
 /// How many partitions a scan of `size` units (documents, pages) is split into: one per
 /// `unit`, at most `most`, and 1 (no split) when that would make fewer than two.
@@ -61,6 +71,80 @@ pub fn partition_statistics(
         }
         _ => Arc::clone(whole),
     }
+}
+
+/// A remote scan's stream as DataFusion gets it: cooperative, so that a fast store cannot
+/// starve the other tasks of a worker, and bounded, so that a store which stops answering
+/// fails the statement with [`ConnectorError::Unavailable`] naming `source` instead of holding
+/// it, its pool session and its client for ever.
+///
+/// The wait is counted only while the stream is asked for a batch: a consumer that is slow to
+/// ask (a client reading slowly, the build side of a join) never makes the store look stalled.
+pub fn remote_stream(
+    stream: SendableRecordBatchStream,
+    source: &str,
+    response_timeout: Duration,
+) -> SendableRecordBatchStream {
+    make_cooperative(Box::pin(AnswerWithin {
+        inner: stream,
+        source: source.to_owned(),
+        timeout: response_timeout,
+        deadline: None,
+    }))
+}
+
+/// See [`remote_stream`].
+struct AnswerWithin {
+    inner: SendableRecordBatchStream,
+    source: String,
+    timeout: Duration,
+    /// Armed at the first poll that finds no batch ready; cleared by the next batch.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Stream for AnswerWithin {
+    type Item = datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(item) = self.inner.as_mut().poll_next(cx) {
+            self.deadline = None;
+            return Poll::Ready(item);
+        }
+        let timeout = self.timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + timeout)));
+        ready!(deadline.as_mut().poll(cx));
+        self.deadline = None;
+        Poll::Ready(Some(Err(SourceError::into_datafusion(
+            self.source.clone(),
+            no_answer(timeout),
+        ))))
+    }
+}
+
+impl RecordBatchStream for AnswerWithin {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+/// Runs `call` (a discovery, a schema lookup: one request to the store) with the store's
+/// response timeout, the same bound a scan's batches have.
+pub async fn answer_within<T>(
+    response_timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, ConnectorError>>,
+) -> Result<T, ConnectorError> {
+    tokio::time::timeout(response_timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(no_answer(response_timeout)))
+}
+
+fn no_answer(timeout: Duration) -> ConnectorError {
+    ConnectorError::Unavailable(format!(
+        "the store did not answer within {}s (response_timeout_secs)",
+        timeout.as_secs_f64()
+    ))
 }
 
 #[cfg(test)]

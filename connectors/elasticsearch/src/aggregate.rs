@@ -40,7 +40,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use polygate_connector_core::prefetch::Prefetched;
-use polygate_connector_core::scan::scan_properties;
+use polygate_connector_core::scan::{remote_stream, scan_properties};
 use polygate_connector_core::subplan::{NativeQuery, SubPlanSource};
 use polygate_connector_core::{ConnectorError, SourceError};
 use reqwest::Method;
@@ -658,10 +658,15 @@ impl ExecutionPlan for SearchAggregateExec {
             let batch = batches.next().await?;
             Some((batch, batches))
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.aggregate.schema),
-            batches,
-        )))
+        let remote = &self.aggregate.remote;
+        Ok(remote_stream(
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.aggregate.schema),
+                batches,
+            )),
+            &remote.source,
+            remote.response_timeout,
+        ))
     }
 }
 

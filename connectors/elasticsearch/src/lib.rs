@@ -181,7 +181,7 @@ impl ElasticConnector {
                 },
             );
         }
-        let remote = Remote::new(
+        let mut remote = Remote::new(
             context.name.clone(),
             nodes,
             auth,
@@ -190,6 +190,7 @@ impl ElasticConnector {
             Duration::from_secs(options.request_timeout_secs),
         )
         .map_err(|e| OptionError::new("ca_file", e))?;
+        remote.response_timeout = context.response_timeout;
         Ok(Self {
             remote: Arc::new(remote),
             settings: Arc::new(ScanSettings {
@@ -500,10 +501,7 @@ mod tests {
     fn options(toml: &str) -> Result<ElasticConnector, OptionError> {
         let options: ElasticOptions =
             toml::from_str(toml).map_err(|e| OptionError::new("toml", e.to_string()))?;
-        let context = SourceContext {
-            name: "search".into(),
-            base_dir: ".".into(),
-        };
+        let context = SourceContext::new("search", ".");
         ElasticConnector::new(&context, options)
     }
 

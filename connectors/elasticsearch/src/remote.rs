@@ -127,6 +127,8 @@ pub(crate) struct Remote {
     http: reqwest::Client,
     authorization: Option<HeaderValue>,
     flavour: OnceCell<Flavour>,
+    /// The longest a scan waits for its next page (`response_timeout_secs`).
+    pub response_timeout: Duration,
 }
 
 /// Authentication to send with every request.
@@ -186,6 +188,7 @@ impl Remote {
             http,
             authorization,
             flavour: OnceCell::new(),
+            response_timeout: polygate_connector_core::SourceContext::DEFAULT_RESPONSE_TIMEOUT,
         })
     }
 

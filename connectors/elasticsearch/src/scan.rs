@@ -17,13 +17,12 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::SortOrderPushdownResult;
-use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use polygate_connector_core::prefetch::Prefetched;
 use polygate_connector_core::scan::{
-    estimated_rows, partition_statistics, partitions, scan_properties,
+    estimated_rows, partition_statistics, partitions, remote_stream, scan_properties,
 };
 use polygate_connector_core::{ConnectorError, SourceError};
 use reqwest::Method;
@@ -630,10 +629,14 @@ impl ExecutionPlan for SearchExec {
                     None => Ok(None),
                 }
             });
-        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            stream,
-        ))))
+        Ok(remote_stream(
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.schema),
+                stream,
+            )),
+            &self.remote.source,
+            self.remote.response_timeout,
+        ))
     }
 }
 

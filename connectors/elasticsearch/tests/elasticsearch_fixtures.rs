@@ -186,10 +186,7 @@ async fn elasticsearch_reads_through_its_own_point_in_time_endpoints() {
         "url = \"{url}\"\npage_size = 2\npaging = \"point_in_time\""
     ))
     .unwrap();
-    let context = SourceContext {
-        name: "es".into(),
-        base_dir: ".".into(),
-    };
+    let context = SourceContext::new("es", ".");
     let connector = ElasticConnectorFactory::create(&context, options).unwrap();
     let namespaces = connector.discover().await.unwrap();
     assert_eq!(
@@ -281,10 +278,7 @@ async fn elasticsearch_before_7_12_reads_by_scroll() {
     let (url, requests) = fixture_server(Arc::new(elasticsearch_7_10)).await.unwrap();
     let options: ElasticOptions =
         toml::from_str(&format!("url = \"{url}\"\npage_size = 2\nsample_size = 0")).unwrap();
-    let context = SourceContext {
-        name: "es".into(),
-        base_dir: ".".into(),
-    };
+    let context = SourceContext::new("es", ".");
     let connector = ElasticConnectorFactory::create(&context, options).unwrap();
     connector.discover().await.unwrap();
     let provider = connector
@@ -352,10 +346,7 @@ async fn every_request_carries_the_configured_credentials() {
         let (url, requests) = fixture_server(Arc::new(elasticsearch_8)).await.unwrap();
         let options: ElasticOptions =
             toml::from_str(&format!("url = \"{url}\"\n{options}")).unwrap();
-        let context = SourceContext {
-            name: "es".into(),
-            base_dir: ".".into(),
-        };
+        let context = SourceContext::new("es", ".");
         let connector = ElasticConnectorFactory::create(&context, options).unwrap();
         connector.discover().await.unwrap();
         connector

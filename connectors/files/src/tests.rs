@@ -17,10 +17,7 @@ fn options(toml_tables: BTreeMap<String, TableOptions>) -> FilesOptions {
 }
 
 fn connector(dir: &Path, tables: BTreeMap<String, TableOptions>) -> FilesConnector {
-    let context = SourceContext {
-        name: "demo".to_owned(),
-        base_dir: dir.to_path_buf(),
-    };
+    let context = SourceContext::new("demo", dir);
     FilesConnector::new(&context, options(tables)).expect("valid options")
 }
 
@@ -95,10 +92,7 @@ async fn declared_table_wins_and_needs_a_known_format() {
             },
         )])
     };
-    let context = SourceContext {
-        name: "demo".to_owned(),
-        base_dir: dir.path().to_path_buf(),
-    };
+    let context = SourceContext::new("demo", dir.path());
     let error = FilesConnector::new(&context, options(declared(None))).expect_err("no format");
     assert_eq!(error.key, "tables.legacy.format");
 
@@ -117,10 +111,7 @@ async fn missing_root_is_unavailable_not_a_panic() {
 
 #[test]
 fn delimiter_must_be_one_byte() {
-    let context = SourceContext {
-        name: "demo".to_owned(),
-        base_dir: ".".into(),
-    };
+    let context = SourceContext::new("demo", ".");
     let mut opts = options(BTreeMap::new());
     opts.delimiter = "||".into();
     let error = FilesConnector::new(&context, opts).expect_err("two bytes");

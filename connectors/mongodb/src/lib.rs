@@ -98,6 +98,8 @@ pub(crate) struct Remote {
     pub(crate) partition_documents: u64,
     /// Documents per server batch.
     pub(crate) batch_size: u32,
+    /// The longest a scan waits for its next batch (`response_timeout_secs`).
+    pub(crate) response_timeout: Duration,
 }
 
 impl Remote {
@@ -241,6 +243,7 @@ impl MongoConnector {
                 pushdown: options.pushdown,
                 partition_documents: options.partition_documents,
                 batch_size: options.batch_size,
+                response_timeout: context.response_timeout,
             }),
             databases,
             names: NameFilter::new(options.include, options.exclude),

@@ -19,7 +19,6 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::SortOrderPushdownResult;
-use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::expressions::{Column, Literal};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -29,7 +28,7 @@ use mongodb::bson::{Bson, Document, RawBsonRef, doc};
 use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor};
 use polygate_connector_core::prefetch::Prefetched;
 use polygate_connector_core::scan::{
-    estimated_rows, partition_statistics, partitions, scan_properties,
+    estimated_rows, partition_statistics, partitions, remote_stream, scan_properties,
 };
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
@@ -656,10 +655,14 @@ impl ExecutionPlan for MongoScanExec {
             empty_row,
         };
         let stream = reader.stream(stages);
-        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            stream,
-        ))))
+        Ok(remote_stream(
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.schema),
+                stream,
+            )),
+            &self.remote.source,
+            self.remote.response_timeout,
+        ))
     }
 }
 

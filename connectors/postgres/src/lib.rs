@@ -88,6 +88,8 @@ pub(crate) struct Remote {
     /// Held while a parallel scan takes its sessions, so that two parallel scans never each
     /// hold part of the pool while waiting for the rest.
     pub(crate) parallel_sessions: tokio::sync::Mutex<()>,
+    /// The longest a scan waits for its next rows (`response_timeout_secs`).
+    pub(crate) response_timeout: Duration,
 }
 
 /// Half of `pool_size`, rounded up: see [`Remote::scan_share`].
@@ -193,6 +195,7 @@ impl PostgresConnector {
                 pushdown: options.pushdown,
                 partition_pages: options.partition_pages,
                 parallel_sessions: tokio::sync::Mutex::new(()),
+                response_timeout: context.response_timeout,
             }),
             schemas: options.schemas,
             names: NameFilter::new(options.include, options.exclude),

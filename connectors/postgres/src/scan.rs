@@ -16,12 +16,11 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::PhysicalSortExpr;
 use datafusion::physical_plan::SortOrderPushdownResult;
-use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
 use polygate_connector_core::scan::{
-    estimated_rows, partition_statistics, partitions, scan_properties,
+    estimated_rows, partition_statistics, partitions, remote_stream, scan_properties,
 };
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
@@ -399,10 +398,17 @@ impl ExecutionPlan for PostgresScanExec {
                 );
             }
         };
-        // Cooperative, so that a fast remote stream cannot starve the other tasks of a worker.
-        Ok(make_cooperative(stream))
+        let remote = &self.partition.remote;
+        Ok(remote_stream(
+            stream,
+            &remote.source,
+            remote.response_timeout,
+        ))
     }
 }
+
+/// The longest a cancel request may wait for the server.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The rows of a running statement, as they arrive.
 enum Rows {
@@ -497,8 +503,16 @@ impl Drop for PooledSession {
                 Ok(runtime) => {
                     let tls = self.tls.0.clone();
                     runtime.spawn(async move {
-                        if let Err(error) = token.cancel_query(tls).await {
-                            tracing::debug!(%error, "could not cancel a remote statement");
+                        // Bounded: a server that stopped answering never answers a cancel
+                        // either, and the task must not outlive it.
+                        match tokio::time::timeout(CANCEL_WAIT, token.cancel_query(tls)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "could not cancel a remote statement")
+                            }
+                            Err(_) => {
+                                tracing::debug!("a remote statement's cancel went unanswered")
+                            }
                         }
                     });
                 }

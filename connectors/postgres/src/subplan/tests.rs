@@ -13,10 +13,7 @@ use crate::scan::RelationSize;
 use crate::{PostgresConnector, PostgresConnectorFactory, PostgresOptions};
 
 fn remote(pushdown: bool) -> Arc<Remote> {
-    let context = SourceContext {
-        name: "pg".into(),
-        base_dir: ".".into(),
-    };
+    let context = SourceContext::new("pg", ".");
     let options = PostgresOptions {
         url: "postgres://nobody@127.0.0.1:1/none".into(),
         schemas: vec!["public".into()],
