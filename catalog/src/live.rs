@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use datafusion::catalog::CatalogProvider;
+use polygate_connector_core::scan::answer_within;
 use polygate_connector_core::{Connector, Namespace};
 use tokio::task::JoinHandle;
 
-use crate::config::{CatalogConfig, CatalogError, SourceConfig};
+use crate::config::{CatalogConfig, CatalogError, GatewayConfig, SourceConfig};
 use crate::naming;
 use crate::provider::PolygateCatalogProvider;
 
@@ -73,9 +74,11 @@ impl Source {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
     }
 
-    /// Discovers the store once, recording the outcome. Returns whether it answered.
+    /// Discovers the store once, within its response timeout, recording the outcome.
+    /// Returns whether it answered.
     async fn discover(&self) -> bool {
-        match self.connector().discover().await {
+        let discovery = answer_within(self.config.response_timeout, self.connector().discover());
+        match discovery.await {
             Ok(namespaces) => {
                 if !matches!(self.state(), SourceState::Ready(_)) {
                     tracing::info!(source = %self.name(), "source is available");
@@ -181,7 +184,12 @@ pub struct ReloadSummary {
 pub struct Catalog {
     path: PathBuf,
     snapshot: ArcSwap<Snapshot>,
-    /// Serialises reloads, so that two quick edits apply in order.
+    /// `[gateway]` in force. A reload applies it at once, before it waits on any store: who
+    /// may connect must never depend on a store answering.
+    gateway: ArcSwap<GatewayConfig>,
+    /// Serialises the reading of edits, so that their `[gateway]` tables apply in order.
+    reading: std::sync::Mutex<u64>,
+    /// Serialises the sources part of reloads, which waits on the stores.
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -205,7 +213,9 @@ impl Catalog {
         futures::future::join_all(sources.values().map(|s| s.start())).await;
         Arc::new(Self {
             path: config.path.clone(),
+            gateway: ArcSwap::from_pointee(config.gateway.clone()),
             snapshot: ArcSwap::from_pointee(Snapshot { config, sources }),
+            reading: std::sync::Mutex::new(0),
             reloading: tokio::sync::Mutex::new(()),
         })
     }
@@ -217,7 +227,15 @@ impl Catalog {
 
     /// The configuration in force.
     pub fn config(&self) -> CatalogConfig {
-        self.snapshot.load().config.clone()
+        CatalogConfig {
+            gateway: self.gateway().as_ref().clone(),
+            ..self.snapshot.load().config.clone()
+        }
+    }
+
+    /// `[gateway]` in force.
+    pub fn gateway(&self) -> Arc<GatewayConfig> {
+        self.gateway.load_full()
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
@@ -226,14 +244,26 @@ impl Catalog {
 
     /// Rereads the catalog file and applies it.
     ///
-    /// On an invalid file, returns the error and leaves the catalog in force untouched. New and
-    /// changed sources are brought up before the new catalog replaces the old one, so that no
-    /// query sees a half-applied edit; queries already running keep the relations they resolved.
+    /// On an invalid file, returns the error and leaves the catalog in force untouched.
+    /// `[gateway]` (users, authentication) applies at once. New and changed sources are
+    /// brought up (each waited for at most [`FIRST_DISCOVERY_TIMEOUT`]) before the new sources
+    /// replace the old ones, so that no query sees a half-applied edit; queries already running
+    /// keep the relations they resolved. An edit read while an earlier one still waits on its
+    /// stores supersedes it: the earlier one returns an empty summary.
     pub async fn reload(&self) -> Result<ReloadSummary, CatalogError> {
+        let (config, generation) = {
+            let mut generation = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+            let config = CatalogConfig::load(&self.path)?;
+            weakens_authentication(&self.gateway(), &config.gateway, &self.path)?;
+            self.gateway.store(Arc::new(config.gateway.clone()));
+            *generation += 1;
+            (config, *generation)
+        };
         let _one_at_a_time = self.reloading.lock().await;
-        let config = CatalogConfig::load(&self.path)?;
+        if *self.reading.lock().unwrap_or_else(|p| p.into_inner()) != generation {
+            return Ok(ReloadSummary::default());
+        }
         let old = self.snapshot();
-        weakens_authentication(&old.config, &config, &self.path)?;
         let mut summary = ReloadSummary::default();
         let mut sources = BTreeMap::new();
         let mut to_start = Vec::new();
@@ -266,17 +296,22 @@ impl Catalog {
             .filter(|name| !sources.contains_key(*name))
             .cloned()
             .collect();
-        if old.config.gateway != config.gateway {
+        if old.config.gateway.listen != config.gateway.listen
+            || old.config.gateway.max_connections != config.gateway.max_connections
+            || old.config.gateway.tls != config.gateway.tls
+        {
             tracing::warn!(
-                "[gateway] changed in {}; it applies at the next start",
+                "[gateway] listen, max_connections and tls changed in {}; they apply at the next start",
                 self.path.display()
             );
         }
+        // Bounded like a first discovery: a stalled store delays an edit's new sources by
+        // seconds at most, and keeps the relations it had.
         let refresh = sources
             .values()
             .filter(|s| !to_start.iter().any(|n| Arc::ptr_eq(n, s)))
             .filter(|s| matches!(s.state(), SourceState::Ready(_)))
-            .map(|s| s.discover());
+            .map(|s| tokio::time::timeout(FIRST_DISCOVERY_TIMEOUT, s.discover()));
         let start = to_start.iter().map(|s| s.start());
         futures::future::join(
             futures::future::join_all(refresh),
@@ -351,11 +386,11 @@ pub(crate) fn quote_ident(name: &str) -> String {
 /// not read a deleted line or table as trust. Switching to `auth = "trust"` stays possible,
 /// written out; lowering `tls_required` takes a restart.
 fn weakens_authentication(
-    running: &CatalogConfig,
-    edited: &CatalogConfig,
+    running: &GatewayConfig,
+    edited: &GatewayConfig,
     path: &Path,
 ) -> Result<(), CatalogError> {
-    if running.gateway.tls_required && !edited.gateway.tls_required {
+    if running.tls_required && !edited.tls_required {
         return Err(CatalogError::Config(crate::config::ConfigError {
             path: path.to_owned(),
             line: 1,
@@ -366,7 +401,7 @@ fn weakens_authentication(
                 .to_owned(),
         }));
     }
-    if running.gateway.auth.is_none() || edited.gateway.auth.is_some() {
+    if running.auth.is_none() || edited.auth.is_some() {
         return Ok(());
     }
     Err(CatalogError::Config(crate::config::ConfigError {

@@ -216,7 +216,7 @@ impl QuerySession {
 impl Engine {
     /// An engine over `catalog`, with the limits of its `[gateway]` table.
     pub fn new(catalog: Arc<Catalog>) -> Result<Self, GatewayError> {
-        let gateway = catalog.config().gateway.clone();
+        let gateway = catalog.gateway();
         Self::with_config(catalog, &gateway)
     }
 

@@ -124,7 +124,7 @@ async fn serve(catalog_path: &Path, listen: Option<SocketAddr>) -> anyhow::Resul
             tracing::warn!(source = %status.name, "source unavailable at start, retrying in the background: {error}");
         }
     }
-    let gateway = catalog.config().gateway.clone();
+    let gateway = catalog.gateway();
     let auth = match gateway.auth {
         Some(AuthMethod::Trust) => "no authentication: clients are trusted",
         Some(AuthMethod::ScramSha256) => "SCRAM-SHA-256 authentication",
@@ -142,7 +142,7 @@ async fn serve(catalog_path: &Path, listen: Option<SocketAddr>) -> anyhow::Resul
     let listen = listen.unwrap_or(gateway.listen);
     let _watch = polygate::reload::watch(catalog.clone())
         .with_context(|| format!("cannot watch {}", catalog_path.display()))?;
-    let grace = catalog.config().gateway.shutdown_grace;
+    let grace = catalog.gateway().shutdown_grace;
     let server = Server::start(Engine::new(catalog)?, listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -60,7 +60,7 @@ pub struct Server {
 impl Server {
     /// Binds `listen` and serves `engine` to every client that connects.
     pub async fn start(engine: Engine, listen: SocketAddr) -> std::io::Result<Self> {
-        let gateway = engine.catalog().config().gateway.clone();
+        let gateway = engine.catalog().gateway();
         let tls = gateway.tls.as_ref().map(tls_acceptor).transpose()?;
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;

@@ -73,14 +73,7 @@ impl Startup {
     /// PBKDF2 of 4096 rounds, so it runs on a blocking thread, not on the workers that serve
     /// every other connection.
     async fn verifier(&self, user: &str) -> Result<Verifier, PgWireError> {
-        let secret = self
-            .engine
-            .catalog()
-            .config()
-            .gateway
-            .users
-            .get(user)
-            .cloned();
+        let secret = self.engine.catalog().gateway().users.get(user).cloned();
         let user = user.to_owned();
         tokio::task::spawn_blocking(move || match secret {
             Some(secret) if secret.is_scram_verifier() => Verifier::parse(secret.expose())
@@ -185,7 +178,7 @@ impl StartupHandler for Startup {
             (PgWireFrontendMessage::Startup(startup), State::Initial) => {
                 protocol_negotiation(client, &startup).await?;
                 save_startup_parameters_to_metadata(client, &startup);
-                let gateway = self.engine.catalog().config().gateway.clone();
+                let gateway = self.engine.catalog().gateway();
                 if gateway.tls_required && !client.is_secure() {
                     return Err(fatal(
                         "28000",
