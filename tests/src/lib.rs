@@ -11,6 +11,7 @@
 
 pub mod backends;
 pub mod bench;
+pub mod faults;
 pub mod gateway;
 pub mod mongo;
 pub mod search;
