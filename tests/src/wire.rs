@@ -170,7 +170,7 @@ impl WireClient {
     }
 
     /// Reads until ReadyForQuery, returning the first error seen on the way.
-    async fn until_ready(&mut self) -> anyhow::Result<Result<(), ServerError>> {
+    pub async fn until_ready(&mut self) -> anyhow::Result<Result<(), ServerError>> {
         let mut first_error = None;
         loop {
             match self.next_message().await? {

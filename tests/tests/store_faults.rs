@@ -198,3 +198,84 @@ async fn a_client_that_stops_reading_is_stopped_at_statement_timeout() -> anyhow
     database.drop_database().await?;
     Ok(())
 }
+
+/// Regression: a named portal read for one row and then abandoned (the client synced and
+/// went silent, still connected) kept its remote statement running until the client left.
+/// As in PostgreSQL, the Sync that ends the implicit transaction closes every portal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_portal_ends_its_remote_statement() -> anyhow::Result<()> {
+    let Some(admin_url) = backends::require(
+        Backend::Postgres,
+        "an_abandoned_portal_ends_its_remote_statement",
+    ) else {
+        return Ok(());
+    };
+    let database = PgDatabase::create(&admin_url, "abandoned").await?;
+    let pg = database.client().await?;
+    pg.batch_execute(
+        "CREATE TABLE big AS SELECT i, md5(i::text) || md5(i::text) AS s \
+         FROM generate_series(1, 2000000) AS i;",
+    )
+    .await?;
+    let name: String = pg.query_one("SELECT current_database()", &[]).await?.get(0);
+    let admin = backends::connect(&admin_url).await?;
+    let gateway = TestGateway::with_catalog(&format!(
+        "[sources.crm]\nkind = \"postgres\"\nurl = \"{}\"\npool_size = 2\n",
+        database.url
+    ))
+    .await?;
+    let active = || async {
+        anyhow::Ok(
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND application_name = 'polygate' \
+                     AND state IN ('active', 'idle in transaction')",
+                    &[&name],
+                )
+                .await?
+                .get::<_, i64>(0),
+        )
+    };
+
+    let mut client = WireClient::connect(gateway.port(), "polygate").await?;
+    let mut out = bytes::BytesMut::new();
+    frontend::parse(
+        "s",
+        "SELECT i, s FROM crm.big",
+        std::iter::empty(),
+        &mut out,
+    )?;
+    frontend::bind(
+        "p",
+        "s",
+        std::iter::empty::<i16>(),
+        std::iter::empty::<()>(),
+        |(), _| Ok(IsNull::No),
+        [0_i16],
+        &mut out,
+    )
+    .map_err(|_| anyhow::anyhow!("cannot encode Bind"))?;
+    frontend::execute("p", 1, &mut out)?;
+    frontend::sync(&mut out);
+    client.send_raw(&out).await?;
+
+    // The Execute answered its row (so the statement runs on the server), then the Sync
+    // was answered; the client stays connected and silent. The statement is gone within 5 s.
+    client
+        .until_ready()
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while active().await? > 0 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the abandoned portal's remote statement is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(client);
+    drop(gateway);
+    database.drop_database().await?;
+    Ok(())
+}

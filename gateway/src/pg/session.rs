@@ -31,7 +31,9 @@ use pgwire::api::{
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::RowDescription;
-use pgwire::messages::extendedquery::{Bind, BindComplete, Execute, PortalSuspended};
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Execute, PortalSuspended, Sync as PgSync,
+};
 use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
@@ -777,6 +779,28 @@ impl ExtendedQueryHandler for Session {
         Arc::clone(&self.parser)
     }
 
+    /// As PostgreSQL: a Sync outside a transaction block ends the implicit transaction, and
+    /// with it every portal, named ones too. A client that reads one batch of a named portal
+    /// and goes silent would otherwise hold the portal's remote statement for as long as it
+    /// stays connected.
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let status = client.transaction_status();
+        if matches!(status, TransactionStatus::Idle) {
+            client.portal_store().clear_portals();
+        } else {
+            client.portal_store().rm_portal(DEFAULT_NAME);
+        }
+        send_ready_for_query(client, status).await?;
+        client.flush().await?;
+        Ok(())
+    }
+
     async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -934,9 +958,9 @@ impl Session {
                 other => {
                     let ends = matches!(other, Response::TransactionEnd(_));
                     send_response(client, other).await?;
-                    // As PostgreSQL, the end of a transaction closes its unnamed portal.
+                    // As PostgreSQL, the end of a transaction closes its portals.
                     if ends {
-                        client.portal_store().rm_portal(DEFAULT_NAME);
+                        client.portal_store().clear_portals();
                     }
                     return Ok(());
                 }
