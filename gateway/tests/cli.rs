@@ -154,6 +154,8 @@ fn check_reports_each_source() {
 struct Served {
     child: Child,
     port: u16,
+    /// Every line it wrote to stdout and stderr so far.
+    output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Served {
@@ -163,7 +165,22 @@ impl Drop for Served {
     }
 }
 
+impl Served {
+    /// Every line written so far.
+    fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 fn serve_demo() -> Served {
+    serve(&demo_catalog(), &[])
+}
+
+/// `polygate serve` of `catalog` on a free port, with `env` set, once it is listening.
+fn serve(catalog: &Path, env: &[(&str, &str)]) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a port")
@@ -175,23 +192,39 @@ fn serve_demo() -> Served {
             &format!("127.0.0.1:{port}"),
             "--catalog",
         ])
-        .arg(demo_catalog())
+        .arg(catalog)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("polygate serve starts");
+    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     // Wait for the line announcing the listener.
-    let stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("polygate is serving") {
-                let _ = tx.send(());
+    let pipes: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.stdout.take().expect("stdout is piped")),
+        Box::new(child.stderr.take().expect("stderr is piped")),
+    ];
+    for pipe in pipes {
+        let (tx, output) = (tx.clone(), std::sync::Arc::clone(&output));
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.contains("polygate is serving") {
+                    let _ = tx.send(());
+                }
+                let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+                output.push_str(&line);
+                output.push('\n');
             }
-        }
-    });
+        });
+    }
     rx.recv_timeout(Duration::from_secs(30))
         .expect("polygate serve announced its listener");
-    Served { child, port }
+    Served {
+        child,
+        port,
+        output,
+    }
 }
 
 fn psql_available() -> bool {
@@ -395,4 +428,107 @@ fn passwords_in_source_urls_appear_in_no_output() {
         "{report}"
     );
     assert!(report.contains("127.0.0.1"), "{report}");
+}
+
+/// The secrets canary: a unique marker as every password polygate knows (the stores' in their
+/// URLs, a gateway user's), with the stores on closed ports. Whatever a client does (a wrong
+/// password, queries of the unreachable sources, EXPLAIN, SHOW ALL) and whatever the
+/// operator does (an edit that fails to load, an edit whose source cannot be reached), the
+/// marker appears in no client message and no line polygate writes.
+#[test]
+fn secrets_appear_in_no_client_message_and_no_log_line() {
+    const MARKER: &str = "Canary93c4";
+    if !psql_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let closed_port = closed_port();
+    let catalog = dir.path().join("catalog.toml");
+    let sources = format!(
+        "[sources.pg]\nkind = \"postgres\"\n\
+         url = \"postgres://reader:${{SECRET}}@127.0.0.1:{closed_port}/db\"\n\
+         connect_timeout_secs = 1\n\n\
+         [sources.mongo]\nkind = \"mongodb\"\n\
+         url = \"mongodb://reader:${{SECRET}}@127.0.0.1:{closed_port}/?serverSelectionTimeoutMS=1000\"\n\
+         databases = [\"db\"]\n\n\
+         [sources.es]\nkind = \"elasticsearch\"\n\
+         url = \"http://elastic:${{SECRET}}@127.0.0.1:{closed_port}\"\n\n\
+         [sources.shop]\nkind = \"files\"\nroot = \"{}\"\n",
+        demo_catalog()
+            .parent()
+            .expect("the demo's directory")
+            .join("data")
+            .display()
+    );
+    let gateway = "[gateway]\nauth = \"scram-sha-256\"\n\n[gateway.users]\nalice = \"${SECRET}\"\n";
+    std::fs::write(&catalog, format!("{gateway}\n{sources}")).expect("write");
+    let served = serve(&catalog, &[("SECRET", MARKER), ("RUST_LOG", "debug")]);
+    let psql = |password: &str, sql: &str| {
+        let output = run(Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &served.port.to_string()])
+            .args(["-U", "alice", "-d", "polygate", "-XAt"])
+            .args(["-v", "VERBOSITY=verbose", "-c", sql])
+            .env("PGPASSWORD", password));
+        format!("{}{}", stdout(&output), stderr(&output))
+    };
+    let mut answers = vec![psql("wrong", "SELECT 1")];
+    for sql in [
+        "SELECT * FROM pg.some_table",
+        "SELECT * FROM mongo.some_collection",
+        "SELECT * FROM es.some_index",
+        "EXPLAIN SELECT count(*) FROM shop.customers",
+        "SHOW ALL",
+        "SELECT current_setting('datafusion.catalog.location')",
+    ] {
+        answers.push(psql(MARKER, sql));
+    }
+    assert!(
+        answers[0].contains("password authentication failed"),
+        "{}",
+        answers[0]
+    );
+    assert!(answers[5].contains("server_version"), "{}", answers[5]);
+
+    // An edit that does not load, with the marker written into the file itself on the line
+    // the error is about; then one that loads, with a changed source that cannot be reached.
+    let before = served.output();
+    std::fs::write(&catalog, format!("{gateway}bob = \"{MARKER}\n\n{sources}")).expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !served.output()[before.len()..].contains("catalog not reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload error logged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = served.output();
+    std::fs::write(
+        &catalog,
+        format!(
+            "{gateway}\n{}",
+            sources.replace("connect_timeout_secs = 1", "connect_timeout_secs = 2")
+        ),
+    )
+    .expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !served.output()[before.len()..].contains("catalog reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edit was not reloaded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    answers.push(psql(MARKER, "SELECT * FROM pg.some_table"));
+
+    let log = served.output();
+    assert!(log.contains("catalog not reloaded"), "{log}");
+    // The unreachable stores were reported, with their addresses.
+    assert!(log.contains(&format!("127.0.0.1:{closed_port}")), "{log}");
+    for answer in &answers {
+        assert!(
+            !answer.contains(MARKER),
+            "a client saw the secret: {answer}"
+        );
+    }
+    assert!(!log.contains(MARKER), "the log holds the secret:\n{log}");
 }
