@@ -127,6 +127,16 @@ impl WireClient {
         Ok(outcome)
     }
 
+    /// Says goodbye as a client does: a Terminate message, then the end of its sending side
+    /// (a FIN), with whatever the server sent still unread.
+    pub async fn terminate(&mut self) -> anyhow::Result<()> {
+        let mut out = BytesMut::new();
+        frontend::terminate(&mut out);
+        self.stream.write_all(&out).await?;
+        self.stream.shutdown().await?;
+        Ok(())
+    }
+
     /// Sends `bytes` as they are, whatever they hold: for tests of malformed messages.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(bytes).await?;

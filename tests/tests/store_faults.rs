@@ -279,3 +279,65 @@ async fn an_abandoned_portal_ends_its_remote_statement() -> anyhow::Result<()> {
     database.drop_database().await?;
     Ok(())
 }
+
+/// Regression: a client that sent Terminate and closed during a statement that had no rows to
+/// send yet was not noticed (its goodbye was still unread, so the socket did not look
+/// closed), and its remote statement ran to its end. A TLS client's close_notify is the same
+/// case: bytes pending, then the FIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_terminates_mid_statement_ends_its_remote_statement() -> anyhow::Result<()>
+{
+    let Some(admin_url) = backends::require(
+        Backend::Postgres,
+        "a_client_that_terminates_mid_statement_ends_its_remote_statement",
+    ) else {
+        return Ok(());
+    };
+    let database = PgDatabase::create(&admin_url, "terminate").await?;
+    let pg = database.client().await?;
+    pg.batch_execute("CREATE VIEW slow AS SELECT pg_sleep(60)::text AS x")
+        .await?;
+    let name: String = pg.query_one("SELECT current_database()", &[]).await?.get(0);
+    let admin = backends::connect(&admin_url).await?;
+    let gateway = TestGateway::with_catalog(&format!(
+        "[sources.crm]\nkind = \"postgres\"\nurl = \"{}\"\npool_size = 2\n",
+        database.url
+    ))
+    .await?;
+    let active = || async {
+        anyhow::Ok(
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND application_name = 'polygate' AND state = 'active'",
+                    &[&name],
+                )
+                .await?
+                .get::<_, i64>(0),
+        )
+    };
+
+    let mut client = WireClient::connect(gateway.port(), "polygate").await?;
+    let mut out = bytes::BytesMut::new();
+    frontend::query("SELECT x FROM crm.slow", &mut out)?;
+    client.send_raw(&out).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active().await? == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "the statement never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Terminate, then a FIN: nothing left for the gateway to read but its own goodbye.
+    client.terminate().await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while active().await? > 0 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the remote statement outlived its client by 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(client);
+    drop(gateway);
+    database.drop_database().await?;
+    Ok(())
+}

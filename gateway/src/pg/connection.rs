@@ -3,7 +3,6 @@
 //! shutting down.
 
 use std::future::{Future, pending};
-use std::io::ErrorKind;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -150,11 +149,40 @@ impl Drop for Running<'_> {
 
 /// Has the peer of `probe` (a clone of a client's socket) closed its end? Reads nothing: a
 /// pending message stays for pgwire to read.
+///
+/// On Linux this asks for `POLLRDHUP`, as PostgreSQL's `client_connection_check_interval`
+/// does: the client's FIN counts even when bytes it sent before closing are still unread, as
+/// they are after a Terminate message or a TLS close_notify sent during a statement.
+#[cfg(target_os = "linux")]
+pub fn peer_closed(probe: &std::net::TcpStream) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(probe, PollFlags::RDHUP)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&now)) {
+        Ok(_) => {
+            let [fd] = &fds;
+            fd.revents()
+                .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Has the peer of `probe` (a clone of a client's socket) closed its end? Reads nothing: a
+/// pending message stays for pgwire to read. Without `POLLRDHUP`, a FIN behind unread bytes
+/// is seen only once they are read.
+#[cfg(not(target_os = "linux"))]
 pub fn peer_closed(probe: &std::net::TcpStream) -> bool {
     let mut byte = [0u8; 1];
     match probe.peek(&mut byte) {
         Ok(0) => true,
         Ok(_) => false,
-        Err(error) => !matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+        Err(error) => !matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ),
     }
 }
