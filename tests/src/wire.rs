@@ -51,6 +51,21 @@ impl WireClient {
     /// Connects and completes start-up (the gateway under test trusts clients).
     pub async fn connect(port: u16, database: &str) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        Self::start_up(stream, database).await
+    }
+
+    /// [`WireClient::connect`] with a receive buffer of a few kilobytes: a client that stops
+    /// reading blocks the gateway's writes after little more than its own send buffer.
+    pub async fn connect_with_small_window(port: u16, database: &str) -> anyhow::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        let stream = socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await?;
+        Self::start_up(stream, database).await
+    }
+
+    async fn start_up(stream: TcpStream, database: &str) -> anyhow::Result<Self> {
         let mut client = Self {
             stream,
             buffer: BytesMut::new(),

@@ -285,8 +285,7 @@ async fn an_abandoned_portal_ends_its_remote_statement() -> anyhow::Result<()> {
 /// closed), and its remote statement ran to its end. A TLS client's close_notify is the same
 /// case: bytes pending, then the FIN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_terminates_mid_statement_ends_its_remote_statement() -> anyhow::Result<()>
-{
+async fn a_client_that_terminates_mid_statement_ends_its_remote_statement() -> anyhow::Result<()> {
     let Some(admin_url) = backends::require(
         Backend::Postgres,
         "a_client_that_terminates_mid_statement_ends_its_remote_statement",
