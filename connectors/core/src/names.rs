@@ -30,7 +30,7 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
     // Backtracking over the last `*`: linear in practice, never exponential.
     let (mut p, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
+    while let Some(&at) = name.get(n) {
         match pattern.get(p) {
             Some('*') => {
                 star = Some((p, n));
@@ -40,7 +40,7 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
                 p += 1;
                 n += 1;
             }
-            Some(&c) if c == name[n] => {
+            Some(&c) if c == at => {
                 p += 1;
                 n += 1;
             }
@@ -54,7 +54,7 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    pattern.iter().skip(p).all(|&c| c == '*')
 }
 
 #[cfg(test)]
