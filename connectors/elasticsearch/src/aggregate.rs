@@ -386,13 +386,16 @@ impl CompiledAggregate {
                 body.insert("aggs".into(), Value::Object(self.metrics.clone()));
             }
         } else {
-            let mut composite = json!({ "size": BUCKETS_PER_PAGE, "sources": self.keys });
+            let mut composite = Map::new();
+            composite.insert("size".into(), Value::from(BUCKETS_PER_PAGE));
+            composite.insert("sources".into(), Value::Array(self.keys.clone()));
             if let Some(after) = after {
-                composite["after"] = after.clone();
+                composite.insert("after".into(), after.clone());
             }
-            let mut groups = json!({ "composite": composite });
+            let mut groups = Map::new();
+            groups.insert("composite".into(), Value::Object(composite));
             if !self.metrics.is_empty() {
-                groups["aggs"] = Value::Object(self.metrics.clone());
+                groups.insert("aggs".into(), Value::Object(self.metrics.clone()));
             }
             body.insert("track_total_hits".into(), Value::Bool(false));
             body.insert("aggs".into(), json!({ "groups": groups }));
@@ -428,50 +431,59 @@ impl CompiledAggregate {
                 .json(Method::POST, &self.path(), Some(&self.body(after.as_ref())))
                 .await
                 .map_err(|e| SourceError::into_datafusion(&self.remote.source, e))?;
-            if answer["timed_out"] == Value::Bool(true)
-                || answer["_shards"]["failed"].as_u64().unwrap_or(0) > 0
-            {
+            let failed_shards = answer
+                .pointer("/_shards/failed")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if answer.get("timed_out") == Some(&Value::Bool(true)) || failed_shards > 0 {
                 return Err(SourceError::into_datafusion(
                     &self.remote.source,
                     ConnectorError::Unavailable(format!(
                         "the aggregation over {} failed on some shards: {}",
-                        self.index, answer["_shards"]
+                        self.index,
+                        answer.get("_shards").unwrap_or(&Value::Null)
                     )),
                 ));
             }
             if self.keys.is_empty() {
                 let count = if self.counts_only() {
-                    answer["count"].as_u64()
+                    answer.get("count").and_then(Value::as_u64)
                 } else {
-                    (answer["hits"]["total"]["relation"] == "eq")
-                        .then(|| answer["hits"]["total"]["value"].as_u64())
+                    let relation = answer.pointer("/hits/total/relation");
+                    (relation.and_then(Value::as_str) == Some("eq"))
+                        .then(|| answer.pointer("/hits/total/value"))
                         .flatten()
+                        .and_then(Value::as_u64)
                 };
                 let count = count.ok_or_else(|| {
                     self.error(format!("the count of {} is missing or inexact", self.index))
                 })?;
-                let row = self.row(&Value::Null, count, &answer["aggregations"])?;
+                let metrics = answer.get("aggregations").unwrap_or(&Value::Null);
+                let row = self.row(&Value::Null, count, metrics)?;
                 let _ = sender.send(self.batch(vec![row])).await;
                 return Ok(());
             }
-            let groups = &answer["aggregations"]["groups"];
-            let buckets = groups["buckets"].as_array().ok_or_else(|| {
-                self.error(format!(
-                    "the aggregation over {} has no buckets",
-                    self.index
-                ))
-            })?;
+            let buckets = answer
+                .pointer("/aggregations/groups/buckets")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "the aggregation over {} has no buckets",
+                        self.index
+                    ))
+                })?;
             let rows = buckets
                 .iter()
                 .map(|bucket| {
-                    let count = bucket["doc_count"].as_u64().unwrap_or(0);
-                    self.row(&bucket["key"], count, bucket)
+                    let count = bucket.get("doc_count").and_then(Value::as_u64).unwrap_or(0);
+                    let key = bucket.get("key").unwrap_or(&Value::Null);
+                    self.row(key, count, bucket)
                 })
                 .collect::<Result<Vec<_>>>()?;
             if !rows.is_empty() && sender.send(self.batch(rows)).await.is_err() {
                 return Ok(());
             }
-            match groups.get("after_key") {
+            match answer.pointer("/aggregations/groups/after_key") {
                 Some(key) if buckets.len() >= BUCKETS_PER_PAGE => after = Some(key.clone()),
                 _ => return Ok(()),
             }
@@ -480,14 +492,21 @@ impl CompiledAggregate {
 
     /// One output row from a bucket's key, document count and metrics.
     fn row(&self, key: &Value, count: u64, metrics: &Value) -> Result<Vec<ScalarValue>> {
-        let number = |name: String| metrics[name.as_str()]["value"].as_f64();
+        let number = |name: String| {
+            metrics
+                .get(name.as_str())
+                .and_then(|metric| metric.get("value"))
+                .and_then(Value::as_f64)
+        };
         self.outputs
             .iter()
             .map(|output| {
                 let data_type = &output.data_type;
                 match &output.reading {
-                    Reading::Key(i) => scalar(&key[format!("k{i}")], data_type)
-                        .ok_or_else(|| self.error(format!("an unreadable group key {key}"))),
+                    Reading::Key(i) => {
+                        scalar(key.get(format!("k{i}")).unwrap_or(&Value::Null), data_type)
+                            .ok_or_else(|| self.error(format!("an unreadable group key {key}")))
+                    }
                     Reading::Count => Ok(ScalarValue::Int64(Some(count as i64))),
                     Reading::ValueCount(i) => Ok(ScalarValue::Int64(Some(
                         number(format!("a{i}")).unwrap_or(0.0) as i64,
@@ -524,6 +543,10 @@ impl CompiledAggregate {
             .collect()
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "every row is made by `row`, which gives one value per output"
+    )]
     fn batch(&self, rows: Vec<Vec<ScalarValue>>) -> Result<RecordBatch> {
         let columns = (0..self.outputs.len())
             .map(|c| ScalarValue::iter_to_array(rows.iter().map(|row| row[c].clone())))

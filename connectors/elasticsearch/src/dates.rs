@@ -168,14 +168,14 @@ fn pattern(text: &str) -> Result<Vec<Item>, String> {
     let chars: Vec<char> = text.chars().collect();
     let mut items = Vec::new();
     let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
+    while let Some(&c) = chars.get(i) {
         if c == '\'' {
-            let end = chars[i + 1..]
+            let end = chars
                 .iter()
+                .skip(i + 1)
                 .position(|&c| c == '\'')
                 .ok_or_else(|| format!("unterminated quote in {text:?}"))?;
-            let literal: String = chars[i + 1..i + 1 + end].iter().collect();
+            let literal: String = chars.iter().skip(i + 1).take(end).collect();
             items.push(Item::Literal(if literal.is_empty() {
                 "'".to_owned()
             } else {
@@ -184,7 +184,7 @@ fn pattern(text: &str) -> Result<Vec<Item>, String> {
             i += end + 2;
             continue;
         }
-        let run = chars[i..].iter().take_while(|&&d| d == c).count();
+        let run = chars.iter().skip(i).take_while(|&&d| d == c).count();
         let number = |field, fixed: usize| Item::Number {
             field,
             min: run.min(fixed),
@@ -266,8 +266,9 @@ fn with_pattern(items: &[Item], text: &str) -> Option<i64> {
             Item::Number { field, min, max } => {
                 // Numbers written side by side (`yyyyMMdd`): this one leaves the digits the
                 // following ones need, as Java's adjacent value parsing does.
-                let following: usize = items[i + 1..]
+                let following: usize = items
                     .iter()
+                    .skip(i + 1)
                     .map_while(|item| match item {
                         Item::Number { min, .. } => Some(*min),
                         _ => None,

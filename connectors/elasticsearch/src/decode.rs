@@ -53,6 +53,11 @@ impl RecordDecoder {
     }
 
     /// Appends one object: each column its field, or NULL when the field is missing.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`new` maps each name to its position in `columns`, and `columns` and `seen` \
+                  keep that length"
+    )]
     pub fn append(&mut self, object: &Map<String, Value>) -> Result<(), DecodeError> {
         self.seen.fill(false);
         let mut dotted: Option<Map<String, Value>> = None;

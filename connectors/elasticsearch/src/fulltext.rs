@@ -140,7 +140,7 @@ fn words(text: &str) -> Vec<String> {
         let inside = if c.is_alphanumeric() || c == '_' {
             true
         } else {
-            let before = i.checked_sub(1).map(|j| chars[j]);
+            let before = i.checked_sub(1).and_then(|j| chars.get(j)).copied();
             let after = chars.get(i + 1).copied();
             match (before, after) {
                 (Some(b), Some(a)) if !word.is_empty() => {

@@ -423,7 +423,7 @@ fn like_query(target: &str, pattern: &str) -> Option<Value> {
             _ => None,
         })
         .collect();
-    let rest = &tokens[literal.chars().count()..];
+    let rest = tokens.get(literal.chars().count()..)?;
     Some(match rest {
         [] => json!({ "term": { target: { "value": literal } } }),
         [Token::Many] => json!({ "prefix": { target: { "value": literal } } }),

@@ -278,7 +278,7 @@ fn status_error(status: StatusCode, body: &[u8]) -> ConnectorError {
         .and_then(|e| e.get("reason").and_then(Value::as_str))
         .map(str::to_owned)
         .or_else(|| error.and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
+        .unwrap_or_else(|| String::from_utf8_lossy(body.get(..300).unwrap_or(body)).into_owned());
     let message = if kind.is_empty() {
         format!("HTTP {status}: {reason}")
     } else {
