@@ -55,6 +55,11 @@ impl RecordDecoder {
     }
 
     /// Appends one document: each column its field, or NULL when the field is missing.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`new` maps each name to its position in `columns`, and `columns` and `seen` \
+                  keep that length"
+    )]
     pub(crate) fn append(&mut self, document: &RawDocument) -> Result<(), DecodeError> {
         self.seen.fill(false);
         for element in document.iter() {

@@ -116,17 +116,17 @@ fn id_ranges(ids: Vec<Bson>, parts: usize) -> Vec<Document> {
         .filter_map(|i| ids.get(i * ids.len() / parts).copied())
         .collect();
     bounds.dedup();
-    if bounds.is_empty() {
+    let (Some(&first), Some(&last)) = (bounds.first(), bounds.last()) else {
         return Vec::new();
-    }
+    };
     let mut ranges = vec![doc! { "$or": [
-        { "_id": { "$lt": bounds[0] } },
+        { "_id": { "$lt": first } },
         { "_id": { "$not": { "$type": "objectId" } } },
     ] }];
-    for pair in bounds.windows(2) {
-        ranges.push(doc! { "_id": { "$gte": pair[0], "$lt": pair[1] } });
+    for (&low, &high) in bounds.iter().zip(bounds.iter().skip(1)) {
+        ranges.push(doc! { "_id": { "$gte": low, "$lt": high } });
     }
-    ranges.push(doc! { "_id": { "$gte": bounds[bounds.len() - 1] } });
+    ranges.push(doc! { "_id": { "$gte": last } });
     ranges
 }
 
@@ -169,7 +169,13 @@ impl TableProvider for MongoTable {
             Some(p) => p.clone(),
             None => (0..self.schema.columns().len()).collect(),
         };
-        let projected = self.schema.project(&indices);
+        let projected = self.schema.project(&indices).ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "projection {indices:?} is outside the {} columns of collection {}",
+                self.schema.columns().len(),
+                self.collection
+            ))
+        })?;
         let mut conditions = Vec::new();
         for filter in filters {
             let translated = translate(self.schema.as_ref(), filter).ok_or_else(|| {

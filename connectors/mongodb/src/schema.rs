@@ -130,9 +130,13 @@ impl CollectionSchema {
             .map(|(_, field)| field)
     }
 
-    /// The schema of the columns at `indices`.
-    pub(crate) fn project(&self, indices: &[usize]) -> Self {
-        Self::new(indices.iter().map(|&i| self.columns[i].clone()).collect())
+    /// The schema of the columns at `indices`, or `None` when one is not a column.
+    pub(crate) fn project(&self, indices: &[usize]) -> Option<Self> {
+        indices
+            .iter()
+            .map(|&i| self.columns.get(i).cloned())
+            .collect::<Option<_>>()
+            .map(Self::new)
     }
 }
 

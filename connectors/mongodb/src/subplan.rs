@@ -194,15 +194,15 @@ fn compile(plan: &LogicalPlan) -> Option<Stage> {
             let outputs = indices
                 .iter()
                 .map(|&i| {
-                    let (name, field) = &schema.columns()[i];
-                    Output {
+                    let (name, field) = schema.columns().get(i)?;
+                    Some(Output {
                         expr: field_ref(name),
                         field: field.clone(),
                         path: safe_name(name).then(|| name.clone()),
                         empty: None,
-                    }
+                    })
                 })
-                .collect();
+                .collect::<Option<_>>()?;
             Some(Stage {
                 remote: Arc::clone(table.remote()),
                 collection: table.collection().clone(),
