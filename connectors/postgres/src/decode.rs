@@ -56,6 +56,12 @@ impl BatchAssembler {
     }
 
     /// Appends value `raw` of column `index` of the current row.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`index` is below `columns.len()`: `append_row` counts up to it and `parse` \
+                  walks `fields`, which `tuple` fills with exactly that many; `builders` has \
+                  one per column"
+    )]
     fn append(&mut self, index: usize, raw: Option<&[u8]>) -> Result<(), ConnectorError> {
         self.bytes += raw.map_or(0, <[u8]>::len);
         self.builders[index].append_raw(raw).map_err(|message| {
@@ -143,8 +149,8 @@ impl CopyDecoder {
         }
         if self.carry.is_empty() {
             let consumed = self.parse(chunk, out)?;
-            if consumed < chunk.len() {
-                self.carry.extend_from_slice(&chunk[consumed..]);
+            if let Some(rest) = chunk.get(consumed..) {
+                self.carry.extend_from_slice(rest);
             }
         } else {
             let mut buffer = std::mem::take(&mut self.carry);
@@ -165,6 +171,11 @@ impl CopyDecoder {
     }
 
     /// Parses what it can of `buffer`, returning how many bytes it consumed.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`at` stays below `buffer.len()` in the loop; `tuple` consumed `length` bytes \
+                  of `buffer[at..]` and put each value's range inside them"
+    )]
     fn parse(&mut self, buffer: &[u8], out: &mut BatchAssembler) -> Result<usize, ConnectorError> {
         let mut at = 0;
         if !self.header_read {
@@ -204,10 +215,10 @@ impl CopyDecoder {
     /// Locates the values of the tuple at the start of `buffer`, or `None` if the buffer holds
     /// only part of it.
     fn tuple(&mut self, buffer: &[u8], width: usize) -> Result<Option<Parsed>, ConnectorError> {
-        let Some(count) = buffer.get(..2) else {
+        let Some(&count) = buffer.first_chunk() else {
             return Ok(None);
         };
-        let count = i16::from_be_bytes([count[0], count[1]]);
+        let count = i16::from_be_bytes(count);
         if count == -1 {
             return Ok(Some(Parsed::Ended(2)));
         }
@@ -219,10 +230,10 @@ impl CopyDecoder {
         self.fields.clear();
         let mut at = 2;
         for _ in 0..width {
-            let Some(length) = buffer.get(at..at + 4) else {
+            let Some(&length) = buffer.get(at..).and_then(<[u8]>::first_chunk) else {
                 return Ok(None);
             };
-            let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+            let length = i32::from_be_bytes(length);
             at += 4;
             if length < 0 {
                 self.fields.push(None);
@@ -245,12 +256,17 @@ fn header_length(buffer: &[u8]) -> Result<Option<usize>, ConnectorError> {
     if buffer.len() < fixed {
         return Ok(None);
     }
-    if &buffer[..COPY_SIGNATURE.len()] != COPY_SIGNATURE {
+    if !buffer.starts_with(COPY_SIGNATURE) {
         return Err(invalid("the COPY stream has no binary signature"));
     }
-    let at = COPY_SIGNATURE.len() + 4;
-    let extension =
-        u32::from_be_bytes([buffer[at], buffer[at + 1], buffer[at + 2], buffer[at + 3]]) as usize;
+    // The signature, 32 bits of flags, then the length of a header extension.
+    let Some(&extension) = buffer
+        .get(COPY_SIGNATURE.len() + 4..)
+        .and_then(<[u8]>::first_chunk)
+    else {
+        return Ok(None);
+    };
+    let extension = u32::from_be_bytes(extension) as usize;
     let length = fixed + extension;
     Ok((buffer.len() >= length).then_some(length))
 }

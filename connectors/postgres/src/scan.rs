@@ -771,7 +771,10 @@ impl SharedSnapshot {
                 ));
             }
         }
-        let leader = &sessions[0];
+        let Some((leader, followers)) = sessions.split_first() else {
+            // A scan of no partitions has no snapshot to share.
+            return Ok(Vec::new());
+        };
         leader.batch_execute(BEGIN).await.map_err(fail)?;
         let id: String = leader
             .query_one("SELECT pg_export_snapshot()", &[])
@@ -784,7 +787,7 @@ impl SharedSnapshot {
                 "unexpected snapshot identifier {id:?}"
             )));
         }
-        for follower in &sessions[1..] {
+        for follower in followers {
             follower
                 .batch_execute(&format!("{BEGIN}; SET TRANSACTION SNAPSHOT '{id}'"))
                 .await

@@ -385,10 +385,11 @@ impl Compiler<'_> {
             );
             return Some(Relation { sql, columns: both });
         };
+        let (left, right) = both.split_at_checked(left_width)?;
         let (kept, kept_from, other_from) = if keep_left {
-            (both[..left_width].to_vec(), left_from, right_from)
+            (left.to_vec(), left_from, right_from)
         } else {
-            (both[left_width..].to_vec(), right_from, left_from)
+            (right.to_vec(), right_from, left_from)
         };
         let sql = format!(
             "SELECT {} FROM {kept_from} WHERE {kind} (SELECT FROM {other_from} WHERE {conditions})",

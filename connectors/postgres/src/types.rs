@@ -366,8 +366,9 @@ impl PgNumeric<'_> {
     fn scaled(&self, scale: i8) -> Result<i128, String> {
         let word = |i: usize| -> Result<i16, String> {
             self.0
-                .get(i * 2..i * 2 + 2)
-                .map(|b| i16::from_be_bytes([b[0], b[1]]))
+                .get(i * 2..)
+                .and_then(<[u8]>::first_chunk)
+                .map(|&b| i16::from_be_bytes(b))
                 .ok_or_else(|| "truncated numeric value".to_owned())
         };
         let digits = usize::try_from(word(0)?).map_err(|_| "invalid numeric value")?;
@@ -467,8 +468,9 @@ impl ListColumn {
     /// element type, each dimension's length and lower bound, then the elements.
     fn append(&mut self, raw: &[u8]) -> Result<(), String> {
         let word = |at: usize| -> Result<i32, String> {
-            raw.get(at..at + 4)
-                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            raw.get(at..)
+                .and_then(<[u8]>::first_chunk)
+                .map(|&b| i32::from_be_bytes(b))
                 .ok_or_else(|| "truncated array value".to_owned())
         };
         let dimensions = word(0)?;
