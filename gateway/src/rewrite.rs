@@ -601,8 +601,8 @@ fn aggregate_catalog_subquery(query: &mut Query) -> Option<Expr> {
     }
     fold_outer_conditions(select);
     let inner = inner_names(select);
-    let expr = match &mut select.projection[0] {
-        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+    let expr = match select.projection.first_mut() {
+        Some(SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. }) => expr,
         _ => return None,
     };
     if matches!(Side::of(expr, &inner), Side::Outer | Side::Mixed) && !is_aggregate(expr) {
@@ -714,8 +714,8 @@ fn fold_outer_conditions(select: &mut Select) {
         });
     }
     if let Some(condition) = join_conjuncts(outer_only)
-        && let Some(index) = kept.iter().position(|c| equality(c).is_some())
-        && let Expr::BinaryOp { left, right, .. } = &mut kept[index]
+        && let Some(Expr::BinaryOp { left, right, .. }) =
+            kept.iter_mut().find(|c| equality(c).is_some())
     {
         let outer = if side(left) == Side::Outer {
             left
@@ -757,16 +757,17 @@ impl Side {
         let (mut reads_inner, mut reads_outer, mut unknown) = (false, false, false);
         let _ = visit_expressions(expr, |e| {
             match e {
-                Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                    let qualifier = parts[parts.len() - 2].value.to_ascii_lowercase();
-                    if inner.contains(&qualifier) {
-                        reads_inner = true;
-                    } else {
-                        reads_outer = true;
+                Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                    [.., qualifier, _] => {
+                        if inner.contains(&qualifier.value.to_ascii_lowercase()) {
+                            reads_inner = true;
+                        } else {
+                            reads_outer = true;
+                        }
                     }
-                }
+                    _ => unknown = true,
+                },
                 Expr::Identifier(_)
-                | Expr::CompoundIdentifier(_)
                 | Expr::Subquery(_)
                 | Expr::Exists { .. }
                 | Expr::InSubquery { .. } => unknown = true,

@@ -145,7 +145,7 @@ fn find(name: &str) -> Option<&'static Parameter> {
     PARAMETERS
         .binary_search_by(|p| p.name.cmp(name))
         .ok()
-        .map(|i| &PARAMETERS[i])
+        .and_then(|i| PARAMETERS.get(i))
 }
 
 /// Why a setting was refused.

@@ -79,7 +79,7 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
         Signature::exact(vec![DataType::Utf8], Volatility::Stable),
         DataType::Int32,
         move |args, rows| {
-            let oids: Int32Array = texts(args, rows)?
+            let oids: Int32Array = texts(args, 0, rows)?
                 .iter()
                 .map(|name| name.as_deref().and_then(|name| types.type_oid(name)))
                 .collect();
@@ -91,16 +91,19 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
         Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable),
         DataType::Utf8,
         |args, rows| {
-            let patterns = texts(args, rows)?;
-            let escapes = texts(&args[1..], rows)?;
+            let patterns = texts(args, 0, rows)?;
+            let escapes = texts(args, 1, rows)?;
             let mut out = StringBuilder::new();
             for (pattern, escape) in patterns.iter().zip(&escapes) {
                 match (
                     pattern,
-                    escape.as_deref().map(|e| e.chars().collect::<Vec<_>>()),
+                    escape
+                        .as_deref()
+                        .map(|e| e.chars().collect::<Vec<_>>())
+                        .as_deref(),
                 ) {
-                    (Some(pattern), Some(escape)) if escape.len() == 1 => {
-                        out.append_value(crate::rewrite::backslash_escaped(pattern, escape[0]))
+                    (Some(pattern), Some(&[escape])) => {
+                        out.append_value(crate::rewrite::backslash_escaped(pattern, escape))
                     }
                     (Some(_), Some(_)) => {
                         return exec_err!("invalid escape string: it must be one character");
@@ -226,10 +229,9 @@ impl ScalarUDFImpl for EmptyIfNull {
         // A NULL row may still span values; keep only the valid rows' values.
         let mut lengths = Vec::with_capacity(list.len());
         let mut indices = Vec::new();
-        for row in 0..list.len() {
+        let offsets = list.value_offsets();
+        for (row, (&start, &end)) in offsets.iter().zip(offsets.iter().skip(1)).enumerate() {
             if list.is_valid(row) {
-                let start = list.value_offsets()[row];
-                let end = list.value_offsets()[row + 1];
                 lengths.push(usize::try_from(end - start).unwrap_or(0));
                 indices.extend((start..end).map(|i| u32::try_from(i).unwrap_or(u32::MAX)));
             } else {
@@ -308,8 +310,8 @@ impl ScalarUDFImpl for ExpandArray {
         // Each value's position in its row; values outside every row (under a NULL row's
         // span) are never read.
         let mut positions = vec![0_i32; list.values().len()];
-        for row in 0..list.len() {
-            let (start, end) = (list.value_offsets()[row], list.value_offsets()[row + 1]);
+        let offsets = list.value_offsets();
+        for (&start, &end) in offsets.iter().zip(offsets.iter().skip(1)) {
             for (n, index) in (start..end).enumerate() {
                 let slot = usize::try_from(index).unwrap_or(usize::MAX);
                 if let Some(position) = positions.get_mut(slot) {
@@ -407,12 +409,12 @@ fn text_list() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
-/// The first argument as text, one value per row.
-fn texts(args: &[ColumnarValue], rows: usize) -> Result<Vec<Option<String>>> {
-    let Some(first) = args.first() else {
+/// The argument at `index` as text, one value per row.
+fn texts(args: &[ColumnarValue], index: usize, rows: usize) -> Result<Vec<Option<String>>> {
+    let Some(arg) = args.get(index) else {
         return exec_err!("missing argument");
     };
-    let array = first.to_array(rows)?;
+    let array = arg.to_array(rows)?;
     let array = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
     let strings = array.as_string::<i32>();
     Ok((0..rows)
@@ -489,7 +491,7 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
                 let missing_ok = bool_arg(args, 1);
                 let settings = settings_for_get.settings();
                 let mut values = StringBuilder::new();
-                for name in texts(args, rows)? {
+                for name in texts(args, 0, rows)? {
                     match name.map(|name| settings.get(&name)) {
                         Some(Ok(value)) => values.append_value(value),
                         Some(Err(SettingError::Unknown(_))) if missing_ok => values.append_null(),
@@ -508,8 +510,8 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
             ),
             DataType::Utf8,
             move |args, rows| {
-                let names = texts(args, rows)?;
-                let values = texts(&args[1..], rows)?;
+                let names = texts(args, 0, rows)?;
+                let values = texts(args, 1, rows)?;
                 let mut settings = settings_for_set
                     .settings
                     .write()
@@ -573,7 +575,10 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
             Signature::uniform(1, vec![DataType::Int64], Volatility::Stable),
             DataType::Int32,
             |args, rows| {
-                let xids = args[0].to_array(rows)?;
+                let Some(xids) = args.first() else {
+                    return exec_err!("missing argument");
+                };
+                let xids = xids.to_array(rows)?;
                 let ages: Int32Array = (0..rows)
                     .map(|row| xids.is_valid(row).then_some(FROZEN_AGE))
                     .collect();
@@ -675,9 +680,14 @@ fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
 }
 
 /// `format(formatstr, args...)` row by row; see [`format_text`].
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`texts` gives each column `rows` values, and `columns` has a first one when a \
+              template was read"
+)]
 fn format_rows(args: &[ColumnarValue], rows: usize) -> Result<ColumnarValue> {
     let columns: Vec<Vec<Option<String>>> = (0..args.len())
-        .map(|i| texts(&args[i..], rows))
+        .map(|i| texts(args, i, rows))
         .collect::<Result<_>>()?;
     let mut out = StringBuilder::new();
     for row in 0..rows {
@@ -799,11 +809,16 @@ fn json_build_object(args: &[ColumnarValue], rows: usize) -> Result<ColumnarValu
         .iter()
         .map(|array| datafusion::arrow::compute::cast(array, &DataType::Utf8))
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    // Whole pairs: an odd argument count was refused above.
+    let (text_pairs, _) = texts.as_chunks::<2>();
+    let (array_pairs, _) = arrays.as_chunks::<2>();
     let mut out = StringBuilder::new();
     for row in 0..rows.max(1) {
         let mut object = String::from("{");
-        for (pair, chunk) in texts.chunks(2).enumerate() {
-            let (keys, values) = (chunk[0].as_string::<i32>(), chunk[1].as_string::<i32>());
+        for (pair, ([keys, values], [_, value_array])) in
+            text_pairs.iter().zip(array_pairs).enumerate()
+        {
+            let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
             if keys.is_null(row) {
                 return exec_err!("null value not allowed for object key");
             }
@@ -812,7 +827,7 @@ fn json_build_object(args: &[ColumnarValue], rows: usize) -> Result<ColumnarValu
             }
             object.push_str(&json_string(keys.value(row)));
             object.push_str(" : ");
-            let value_type = arrays[pair * 2 + 1].data_type();
+            let value_type = value_array.data_type();
             if values.is_null(row) {
                 object.push_str("null");
             } else if value_type.is_numeric() || *value_type == DataType::Boolean {

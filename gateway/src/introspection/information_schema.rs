@@ -267,6 +267,12 @@ struct Rows {
     next: usize,
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`with_types` gives each column its position among the builders of its kind, \
+              `next` cycles below `layout.len()`, and every table here is a fixed list of \
+              columns filled with values of the kinds they declare (asserted in debug builds)"
+)]
 impl Rows {
     fn new(names: &[&str]) -> Self {
         let columns: Vec<(&str, bool)> = names.iter().map(|n| (*n, false)).collect();

@@ -352,6 +352,11 @@ pub(super) fn with_typed_arrays(
 /// one transition function, through their final function (`percentile_disc_final(internal,
 /// float8, anyelement)`). A row neither tells apart takes the first overload left, in oid
 /// order.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`index` is the position of `aggfnoid` in the table's schema, which `fields` \
+              copies and which every batch read from the table's Arrow file carries"
+)]
 pub(super) fn with_aggregate_oids(
     aggregates: &ArrowTable,
     procs: &ArrowTable,
@@ -371,8 +376,8 @@ pub(super) fn with_aggregate_oids(
         let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
         procs
             .iter()
-            .filter(|p| p.name == name && !p.args.is_empty())
-            .map(|p| &p.args[1..])
+            .filter(|p| p.name == name)
+            .filter_map(|p| p.args.get(1..))
             .collect()
     };
     let schema = aggregates.schema();
@@ -408,10 +413,16 @@ pub(super) fn with_aggregate_oids(
             let told = [implied(transfn), implied(finalfn)]
                 .into_iter()
                 .find_map(|signatures| {
-                    let matching: Vec<usize> = (0..overloads.len())
-                        .filter(|&i| signatures.contains(&overloads[i].args.as_slice()))
+                    let matching: Vec<usize> = overloads
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, overload)| signatures.contains(&overload.args.as_slice()))
+                        .map(|(i, _)| i)
                         .collect();
-                    (matching.len() == 1).then(|| matching[0])
+                    match matching.as_slice() {
+                        &[only] => Some(only),
+                        _ => None,
+                    }
                 });
             let chosen = told.unwrap_or(0);
             oids.push((chosen < overloads.len()).then(|| overloads.remove(chosen).oid));

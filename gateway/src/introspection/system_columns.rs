@@ -112,9 +112,10 @@ impl WithXmin {
         let mut fields: Vec<FieldRef> = own.fields().iter().cloned().collect();
         let mut retyped = false;
         for retype in RETYPED.iter().filter(|r| r.table == name) {
-            if let Ok(index) = own.index_of(retype.column) {
-                let field = fields[index].as_ref().clone();
-                fields[index] = Arc::new(field.with_data_type((retype.data_type)()));
+            if let Ok(index) = own.index_of(retype.column)
+                && let Some(field) = fields.get_mut(index)
+            {
+                *field = Arc::new(field.as_ref().clone().with_data_type((retype.data_type)()));
                 retyped = true;
             }
         }

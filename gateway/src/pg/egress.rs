@@ -85,7 +85,7 @@ pub fn pg_fields(
             .collect::<Vec<_>>(),
     );
     let mut fields = arrow_schema_to_pg_fields(&described, format, options.clone())?;
-    for (index, field) in schema.fields().iter().enumerate() {
+    for ((index, field), pg_field) in schema.fields().iter().enumerate().zip(&mut fields) {
         if is_json(field.data_type()) {
             let mut info = FieldInfo::new(
                 field.name().clone(),
@@ -97,7 +97,7 @@ pub fn pg_fields(
             if let Some(options) = &options {
                 info = info.with_format_options(Arc::clone(options));
             }
-            fields[index] = info;
+            *pg_field = info;
         }
     }
     Ok(fields)
@@ -198,8 +198,8 @@ pub fn encode_batch(
     let field_count = i16::try_from(columns.len())
         .map_err(|_| PgWireError::ApiError("more than 32767 columns".into()))?;
     for row in 0..batch.num_rows() {
-        for (index, column) in columns.iter_mut().enumerate() {
-            write_value(&mut buffer, column, row, &fields[index])?;
+        for (column, field) in columns.iter_mut().zip(fields.iter()) {
+            write_value(&mut buffer, column, row, field)?;
         }
         rows.push(DataRow::new(buffer.split(), field_count));
     }
@@ -288,6 +288,10 @@ fn write_value(
     Ok(())
 }
 
+#[allow(
+    clippy::indexing_slicing,
+    reason = "`start` was `out.len()` before the four bytes of the length were put"
+)]
 fn integer(
     out: &mut BytesMut,
     value: i64,
@@ -335,6 +339,10 @@ struct Writer<'a> {
 impl Encoder for Writer<'_> {
     type Item = ();
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`start` was `out.len()` before the four bytes of the length were put"
+    )]
     fn encode_field<T>(&mut self, value: &T, pg_field: &FieldInfo) -> PgWireResult<()>
     where
         T: ToSql + ToSqlText + Sized,

@@ -303,9 +303,9 @@ async fn refuse_too_many(mut socket: TcpStream) {
             if !(8..=10_000).contains(&length) {
                 break;
             }
-            let mut body = vec![0u8; length - 4];
-            socket.read_exact(&mut body).await?;
-            let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            let code = socket.read_i32().await?;
+            let mut rest = vec![0u8; length - 8];
+            socket.read_exact(&mut rest).await?;
             if code == 80_877_103 || code == 80_877_104 {
                 socket.write_all(b"N").await?;
                 continue;
