@@ -6,8 +6,9 @@
 //! client; [`wire`] is a minimal extended-protocol client for what tokio-postgres cannot ask
 //! (text-format results and parameters).
 
-// Test support: a failed expectation here is a failed test, with its message.
-#![allow(clippy::expect_used)]
+// Test support: a failed expectation or an index out of range here is a failed test, with
+// its message.
+#![allow(clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod backends;
 pub mod bench;

@@ -2,6 +2,9 @@
 //! test's own, read through polygate's `postgres` source (alone and joined with the `files`
 //! source) and compared with the same queries run on PostgreSQL directly.
 
+// Test helpers: an index out of range is a failed test, with its line.
+#![allow(clippy::indexing_slicing)]
+
 use polygate_tests::backends::{self, Backend, PgDatabase};
 use polygate_tests::gateway::TestGateway;
 use tokio_postgres::Client;
