@@ -804,7 +804,17 @@ fn json_build_object(args: &[ColumnarValue], rows: usize) -> Result<ColumnarValu
     if !args.len().is_multiple_of(2) {
         return exec_err!("argument list must have even number of elements");
     }
-    let arrays = ColumnarValue::values_to_arrays(args)?;
+    // Constants as arrays of the batch's rows; the output has as many rows as the shortest
+    // argument, so that no row is read past an argument's end (a batch of 0 rows included).
+    let arrays = args
+        .iter()
+        .map(|arg| arg.to_array(rows.max(1)))
+        .collect::<Result<Vec<_>>>()?;
+    let length = arrays
+        .iter()
+        .map(|array| array.len())
+        .min()
+        .unwrap_or(rows.max(1));
     let texts = arrays
         .iter()
         .map(|array| datafusion::arrow::compute::cast(array, &DataType::Utf8))
@@ -813,7 +823,7 @@ fn json_build_object(args: &[ColumnarValue], rows: usize) -> Result<ColumnarValu
     let (text_pairs, _) = texts.as_chunks::<2>();
     let (array_pairs, _) = arrays.as_chunks::<2>();
     let mut out = StringBuilder::new();
-    for row in 0..rows.max(1) {
+    for row in 0..length {
         let mut object = String::from("{");
         for (pair, ([keys, values], [_, value_array])) in
             text_pairs.iter().zip(array_pairs).enumerate()
@@ -863,6 +873,25 @@ fn json_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a batch of 0 rows, or constants over many rows, read past an argument's
+    /// end.
+    #[test]
+    fn json_build_object_reads_no_row_past_its_arguments() {
+        let key = ColumnarValue::Scalar(ScalarValue::Utf8(Some("a".into())));
+        let empty: ArrayRef =
+            Arc::new(datafusion::arrow::array::Int64Array::from(Vec::<i64>::new()));
+        let built = json_build_object(&[key.clone(), ColumnarValue::Array(empty)], 0)
+            .and_then(|v| v.to_array(0))
+            .expect("an empty batch builds nothing");
+        assert_eq!(built.len(), 0);
+        let one = ColumnarValue::Scalar(ScalarValue::Int64(Some(1)));
+        let built = json_build_object(&[key, one], 3)
+            .and_then(|v| v.to_array(3))
+            .expect("constants build one object per row");
+        assert_eq!(built.len(), 3);
+        assert_eq!(built.as_string::<i32>().value(2), "{\"a\" : 1}");
+    }
 
     #[test]
     fn format_follows_postgresql() {
