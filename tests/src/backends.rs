@@ -154,6 +154,52 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
+/// polygate's sessions on PostgreSQL database `database` whose state is one of `states`
+/// (`active`, `idle in transaction`, ...), or all of them when `states` is empty, as
+/// `pg_stat_activity` reports them.
+pub async fn gateway_sessions(
+    admin: &tokio_postgres::Client,
+    database: &str,
+    states: &[&str],
+) -> anyhow::Result<i64> {
+    let states: Vec<String> = states.iter().map(|s| (*s).to_owned()).collect();
+    Ok(admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'polygate' \
+             AND (cardinality($2::text[]) = 0 OR state = ANY($2))",
+            &[&database, &states],
+        )
+        .await?
+        .get(0))
+}
+
+/// Polls `probe` until `done` holds for its count, for at most `within`; returns how long it
+/// took, or an error naming `what` with the last count.
+pub async fn wait_for<F, Fut>(
+    within: std::time::Duration,
+    what: &str,
+    mut probe: F,
+    done: impl Fn(i64) -> bool,
+) -> anyhow::Result<std::time::Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<i64>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let count = probe().await?;
+        if done(count) {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < within,
+            "{what} (count {count} after {within:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

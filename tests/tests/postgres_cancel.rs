@@ -10,45 +10,21 @@ use tokio_postgres::Client;
 
 /// polygate's statements on `database` that are still running, as PostgreSQL reports them.
 async fn running(admin: &Client, database: &str) -> anyhow::Result<i64> {
-    Ok(admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name = 'polygate' AND state = 'active'",
-            &[&database],
-        )
-        .await?
-        .get(0))
+    backends::gateway_sessions(admin, database, &["active"]).await
 }
 
 /// polygate's sessions on `database`, idle pooled ones included.
 async fn sessions(admin: &Client, database: &str) -> anyhow::Result<i64> {
-    Ok(admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'polygate'",
-            &[&database],
-        )
-        .await?
-        .get(0))
+    backends::gateway_sessions(admin, database, &[]).await
 }
 
 /// Waits until `probe` returns 0, for at most `within`; returns how long it took.
-async fn until_zero<F, Fut>(within: Duration, mut probe: F) -> anyhow::Result<Duration>
+async fn until_zero<F, Fut>(within: Duration, probe: F) -> anyhow::Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<i64>>,
 {
-    let started = Instant::now();
-    loop {
-        let count = probe().await?;
-        if count == 0 {
-            return Ok(started.elapsed());
-        }
-        anyhow::ensure!(
-            started.elapsed() < within,
-            "{count} still there after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    backends::wait_for(within, "still there", probe, |count| count == 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

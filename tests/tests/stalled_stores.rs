@@ -283,25 +283,9 @@ async fn a_postgres_store_that_freezes_or_goes_down() -> anyhow::Result<()> {
     // The store shows no more sessions than the source's pool holds, once the sessions the
     // gateway closed while the store was frozen have ended there too.
     let admin = backends::connect(&admin_url).await?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let sessions: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = $1 AND application_name = 'polygate'",
-                &[&name],
-            )
-            .await?
-            .get(0);
-        if sessions <= 2 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{sessions} sessions for a pool of 2"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sessions = || backends::gateway_sessions(&admin, &name, &[]);
+    let more = "more sessions than the pool of 2";
+    backends::wait_for(Duration::from_secs(5), more, sessions, |n| n <= 2).await?;
     drop(gateway);
     drop(link);
     database.drop_database().await?;

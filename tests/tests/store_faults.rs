@@ -100,14 +100,7 @@ async fn pg_terminate_backend_during_a_scan_is_57p01_naming_the_source() -> anyh
             Err(error) => anyhow::bail!("the source did not come back: {error}"),
         }
     }
-    let sessions: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name = 'polygate'",
-            &[&name],
-        )
-        .await?
-        .get(0);
+    let sessions = backends::gateway_sessions(&admin, &name, &[]).await?;
     assert!(sessions <= 2, "{sessions} sessions for a pool of 2");
     drop(gateway);
     database.drop_database().await?;
@@ -139,19 +132,7 @@ async fn a_client_that_stops_reading_is_stopped_at_statement_timeout() -> anyhow
         database.url
     ))
     .await?;
-    let active = || async {
-        anyhow::Ok(
-            admin
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-                     AND application_name = 'polygate' \
-                     AND state IN ('active', 'idle in transaction')",
-                    &[&name],
-                )
-                .await?
-                .get::<_, i64>(0),
-        )
-    };
+    let active = || backends::gateway_sessions(&admin, &name, &["active", "idle in transaction"]);
 
     for simple in [false, true] {
         // A query, by the simple protocol or by Parse, Bind, Execute without a row limit and
@@ -178,20 +159,12 @@ async fn a_client_that_stops_reading_is_stopped_at_statement_timeout() -> anyhow
         client.send_raw(&out).await?;
 
         // The scan runs on the server while the gateway fills the socket...
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while active().await? == 0 {
-            anyhow::ensure!(Instant::now() < deadline, "the scan never started");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let started = "the scan never started";
+        backends::wait_for(Duration::from_secs(10), started, active, |n| n > 0).await?;
         // ...and is gone within the timeout and 5 s, the client still connected and silent.
-        let deadline = Instant::now() + Duration::from_secs(1 + 5);
-        while active().await? > 0 {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the remote statement outlived statement_timeout (simple protocol: {simple})"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let outlived =
+            format!("the remote statement outlived statement_timeout (simple protocol: {simple})");
+        backends::wait_for(Duration::from_secs(1 + 5), &outlived, active, |n| n == 0).await?;
         drop(client);
     }
     drop(gateway);
@@ -224,19 +197,7 @@ async fn an_abandoned_portal_ends_its_remote_statement() -> anyhow::Result<()> {
         database.url
     ))
     .await?;
-    let active = || async {
-        anyhow::Ok(
-            admin
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-                     AND application_name = 'polygate' \
-                     AND state IN ('active', 'idle in transaction')",
-                    &[&name],
-                )
-                .await?
-                .get::<_, i64>(0),
-        )
-    };
+    let active = || backends::gateway_sessions(&admin, &name, &["active", "idle in transaction"]);
 
     let mut client = WireClient::connect(gateway.port(), "polygate").await?;
     let mut out = bytes::BytesMut::new();
@@ -266,14 +227,8 @@ async fn an_abandoned_portal_ends_its_remote_statement() -> anyhow::Result<()> {
         .until_ready()
         .await?
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while active().await? > 0 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the abandoned portal's remote statement is still running"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let running = "the abandoned portal's remote statement is still running";
+    backends::wait_for(Duration::from_secs(5), running, active, |n| n == 0).await?;
     drop(client);
     drop(gateway);
     database.drop_database().await?;
@@ -303,38 +258,18 @@ async fn a_client_that_terminates_mid_statement_ends_its_remote_statement() -> a
         database.url
     ))
     .await?;
-    let active = || async {
-        anyhow::Ok(
-            admin
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-                     AND application_name = 'polygate' AND state = 'active'",
-                    &[&name],
-                )
-                .await?
-                .get::<_, i64>(0),
-        )
-    };
+    let active = || backends::gateway_sessions(&admin, &name, &["active"]);
 
     let mut client = WireClient::connect(gateway.port(), "polygate").await?;
     let mut out = bytes::BytesMut::new();
     frontend::query("SELECT x FROM crm.slow", &mut out)?;
     client.send_raw(&out).await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while active().await? == 0 {
-        anyhow::ensure!(Instant::now() < deadline, "the statement never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let started = "the statement never started";
+    backends::wait_for(Duration::from_secs(10), started, active, |n| n > 0).await?;
     // Terminate, then a FIN: nothing left for the gateway to read but its own goodbye.
     client.terminate().await?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while active().await? > 0 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the remote statement outlived its client by 5 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let outlived = "the remote statement outlived its client by 5 s";
+    backends::wait_for(Duration::from_secs(5), outlived, active, |n| n == 0).await?;
     drop(client);
     drop(gateway);
     database.drop_database().await?;
