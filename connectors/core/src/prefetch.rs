@@ -34,3 +34,18 @@ impl<T: Send + 'static> Prefetched<T> {
         self.items.recv().await
     }
 }
+
+/// Runs `opening`, a request that makes something on the store (a cursor, a point in time, a
+/// scroll), in a task of its own that finishes even if the caller is dropped while it waits.
+/// The store makes the thing before it answers, and only its answer says what to close: a
+/// request dropped in flight would leave the thing open until the store's own timeout.
+/// `opening` returns it in a guard that closes it when dropped, and must bound its own wait.
+pub async fn open_detached<T, F>(opening: F) -> datafusion::error::Result<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(opening)
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::ExecutionJoin(Box::new(e)))
+}

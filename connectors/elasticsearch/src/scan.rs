@@ -20,7 +20,7 @@ use datafusion::physical_plan::SortOrderPushdownResult;
 use datafusion::physical_plan::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
-use polygate_connector_core::prefetch::Prefetched;
+use polygate_connector_core::prefetch::{Prefetched, open_detached};
 use polygate_connector_core::scan::{
     estimated_rows, partition_statistics, partitions, remote_stream, scan_properties,
 };
@@ -764,38 +764,48 @@ impl Pager {
         }
         let flavour = self.remote.flavour().await.map_err(|e| self.error(e))?;
         let point_in_time = self.mode == Mode::PointInTime;
-        let mut guard = ContextGuard {
-            remote: Arc::clone(&self.remote),
-            flavour,
-            context: None,
-        };
         let mut left = self.search.limit.unwrap_or(usize::MAX);
         let mut body = self.search.body(self.mode, self.page_size.min(left));
         if let Some((id, max)) = self.slice {
             body.insert("slice".into(), json!({ "id": id, "max": max }));
         }
-        let mut page = if point_in_time {
+        // The point in time, or the scroll context the first page opens, is taken into its
+        // guard even if the scan is dropped while the cluster makes it.
+        let remote = Arc::clone(&self.remote);
+        let (mut guard, mut page) = if point_in_time {
             let (path, key) = flavour.open_point_in_time(&self.index, KEEP_ALIVE);
-            let opened = self
-                .remote
-                .json(Method::POST, &path, None)
-                .await
-                .map_err(|e| self.error(e))?;
-            let id = opened
-                .get(key)
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    self.error(ConnectorError::InvalidData(format!(
-                        "opening a point in time gave no {key}"
-                    )))
-                })?
-                .to_owned();
-            guard.context = Some(Context::PointInTime(id.clone()));
-            body.insert("pit".into(), json!({ "id": id, "keep_alive": KEEP_ALIVE }));
-            self.send("/_search", &Value::Object(body.clone())).await?
+            let guard = open_detached(async move {
+                let opened = remote.json(Method::POST, &path, None).await?;
+                let id = opened.get(key).and_then(Value::as_str).ok_or_else(|| {
+                    ConnectorError::InvalidData(format!("opening a point in time gave no {key}"))
+                })?;
+                Ok(ContextGuard {
+                    context: Some(Context::PointInTime(id.to_owned())),
+                    remote,
+                    flavour,
+                })
+            })
+            .await?
+            .map_err(|e| self.error(e))?;
+            if let Some(Context::PointInTime(id)) = &guard.context {
+                body.insert("pit".into(), json!({ "id": id, "keep_alive": KEEP_ALIVE }));
+            }
+            let page = self.send("/_search", &Value::Object(body.clone())).await?;
+            (guard, page)
         } else {
             let path = format!("/{}/_search?scroll={KEEP_ALIVE}", path_segment(&self.index));
-            self.send(&path, &Value::Object(body.clone())).await?
+            let index = self.index.clone();
+            let first = Value::Object(body.clone());
+            open_detached(async move {
+                let mut page = search(&remote, &index, &path, &first).await?;
+                let guard = ContextGuard {
+                    context: page.scroll_id.take().map(Context::Scroll),
+                    remote,
+                    flavour,
+                };
+                Ok::<_, DataFusionError>((guard, page))
+            })
+            .await??
         };
         loop {
             if let Some(id) = page.pit_id.take() {
@@ -839,40 +849,44 @@ impl Pager {
         guard.close().await.map_err(|e| self.error(e))
     }
 
-    /// Sends one search and reads its page; shard failures and timeouts are errors, never
-    /// fewer rows.
+    /// Sends one search of the partition's index and reads its page.
     async fn send(&self, path: &str, body: &Value) -> Result<SearchResponse> {
-        let bytes = self
-            .remote
-            .request(Method::POST, path, Some(body))
-            .await
-            .map_err(|e| self.error(e))?;
-        let page: SearchResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            self.error(ConnectorError::InvalidData(format!(
-                "unreadable search answer: {e}"
-            )))
-        })?;
-        if page.timed_out {
-            return Err(self.error(ConnectorError::Unavailable(format!(
-                "the search of {} timed out",
-                self.index
-            ))));
-        }
-        if let Some(shards) = &page.shards
-            && shards.failed > 0
-        {
-            let first = shards
-                .failures
-                .first()
-                .map(|f| f.to_string())
-                .unwrap_or_default();
-            return Err(self.error(ConnectorError::Unavailable(format!(
-                "{} shard(s) of {} failed: {first}",
-                shards.failed, self.index
-            ))));
-        }
-        Ok(page)
+        search(&self.remote, &self.index, path, body).await
     }
+}
+
+/// Sends one search of `index` and reads its page; shard failures and timeouts are errors,
+/// never fewer rows.
+async fn search(remote: &Remote, index: &str, path: &str, body: &Value) -> Result<SearchResponse> {
+    let error = |e| SourceError::into_datafusion(&remote.source, e);
+    let bytes = remote
+        .request(Method::POST, path, Some(body))
+        .await
+        .map_err(error)?;
+    let page: SearchResponse = serde_json::from_slice(&bytes).map_err(|e| {
+        error(ConnectorError::InvalidData(format!(
+            "unreadable search answer: {e}"
+        )))
+    })?;
+    if page.timed_out {
+        return Err(error(ConnectorError::Unavailable(format!(
+            "the search of {index} timed out"
+        ))));
+    }
+    if let Some(shards) = &page.shards
+        && shards.failed > 0
+    {
+        let first = shards
+            .failures
+            .first()
+            .map(|f| f.to_string())
+            .unwrap_or_default();
+        return Err(error(ConnectorError::Unavailable(format!(
+            "{} shard(s) of {index} failed: {first}",
+            shards.failed
+        ))));
+    }
+    Ok(page)
 }
 
 /// Decodes pages of hits into record batches.

@@ -26,7 +26,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use futures::StreamExt;
 use mongodb::bson::{Bson, Document, RawBsonRef, doc};
 use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor};
-use polygate_connector_core::prefetch::Prefetched;
+use polygate_connector_core::prefetch::{Prefetched, open_detached};
 use polygate_connector_core::scan::{
     estimated_rows, partition_statistics, partitions, remote_stream, scan_properties,
 };
@@ -707,6 +707,32 @@ fn prefetch(mut cursor: RawBatchCursor) -> Prefetched<mongodb::error::Result<Raw
     })
 }
 
+/// Runs the pipeline's opening `aggregate` to its answer even when the scan is dropped first
+/// (a LIMIT met, a cancel, a client gone): only the driver's cursor, once it exists, can kill
+/// the server's. The wait is bounded by `timeout`.
+async fn open_cursor(
+    collection: mongodb::Collection<Document>,
+    stages: Vec<Document>,
+    batch_size: u32,
+    timeout: std::time::Duration,
+) -> std::result::Result<RawBatchCursor, ConnectorError> {
+    let opening = open_detached(async move {
+        tokio::time::timeout(
+            timeout,
+            collection.aggregate(stages).batch_size(batch_size).batch(),
+        )
+        .await
+    });
+    match opening.await? {
+        Ok(Ok(cursor)) => Ok(cursor),
+        Ok(Err(e)) => Err(crate::driver_error(&e)),
+        Err(_) => Err(ConnectorError::Unavailable(format!(
+            "no answer to the pipeline's opening command within {} s (response_timeout_secs)",
+            timeout.as_secs()
+        ))),
+    }
+}
+
 /// Decodes a pipeline's raw batches into record batches of about `batch_size` rows.
 struct BatchReader {
     remote: Arc<Remote>,
@@ -726,17 +752,20 @@ impl BatchReader {
     ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
         let source = self.remote.source.clone();
         futures::stream::once(async move {
-            let cursor = self
+            let collection = self
                 .remote
                 .database(&self.collection.namespace)
                 .await
                 .map_err(|e| SourceError::into_datafusion(&source, e))?
-                .collection::<Document>(&self.collection.name)
-                .aggregate(stages)
-                .batch_size(self.remote.batch_size)
-                .batch()
-                .await
-                .map_err(|e| SourceError::into_datafusion(&source, crate::driver_error(&e)))?;
+                .collection::<Document>(&self.collection.name);
+            let cursor = open_cursor(
+                collection,
+                stages,
+                self.remote.batch_size,
+                self.remote.response_timeout,
+            )
+            .await
+            .map_err(|e| SourceError::into_datafusion(&source, e))?;
             Ok::<_, DataFusionError>(futures::stream::try_unfold(
                 (self, prefetch(cursor), false),
                 |(mut reader, mut batches, done)| async move {
