@@ -217,3 +217,97 @@ async fn bind_with_the_wrong_parameter_count_is_a_protocol_error() -> anyhow::Re
     assert_eq!(texts(&fetches), ["ok"]);
     still_serving(&gateway).await
 }
+
+/// A raw connection that has sent its start-up message to a gateway that asks for a password.
+async fn unauthenticated(gateway: &TestGateway) -> anyhow::Result<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port())).await?;
+    let mut startup = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::startup_message(
+        [("user", "alice"), ("database", "polygate")],
+        &mut startup,
+    )?;
+    stream.write_all(&startup).await?;
+    Ok(stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_client_is_cut_off_after_a_few_hundred_kilobytes() -> anyhow::Result<()>
+{
+    use tokio::io::AsyncWriteExt;
+    let gateway =
+        TestGateway::demo_with("auth = \"scram-sha-256\"\n[gateway.users]\nalice = \"secret\"\n")
+            .await?;
+    let before = rss_bytes();
+    let mut stream = unauthenticated(&gateway).await?;
+    // A Query of almost 1 GB in place of the password, streamed in 64 kB chunks. Before
+    // authentication the gateway reads no more than 256 kB, then closes the connection; the
+    // socket buffers between the two hold a few megabytes more.
+    let mut header = vec![b'Q'];
+    header.extend_from_slice(&0x3fff_fff0_u32.to_be_bytes());
+    stream.write_all(&header).await?;
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0usize;
+    let refused = tokio::time::timeout(Duration::from_secs(30), async {
+        while sent < 256 << 20 {
+            if stream.write_all(&chunk).await.is_err() {
+                return true;
+            }
+            sent += chunk.len();
+        }
+        false
+    })
+    .await?;
+    assert!(
+        refused,
+        "the gateway read {sent} bytes from a client that had not authenticated"
+    );
+    assert!(
+        sent < 64 << 20,
+        "the gateway took {sent} bytes before closing"
+    );
+    still_serving_as(&gateway, "alice", "secret").await?;
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < MAX_GROWTH_BYTES, "grew {grown} bytes");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_authenticate_is_closed_at_authentication_timeout()
+-> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let gateway = TestGateway::demo_with(
+        "auth = \"scram-sha-256\"\nauthentication_timeout_secs = 1\n\
+         [gateway.users]\nalice = \"secret\"\n",
+    )
+    .await?;
+    let started = std::time::Instant::now();
+    let mut stream = unauthenticated(&gateway).await?;
+    // The gateway asks for SCRAM, then waits for an answer that never comes; the default
+    // timeout is a minute.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await??;
+    let closed_after = started.elapsed();
+    eprintln!("closed after {closed_after:?}");
+    assert!(
+        closed_after >= Duration::from_secs(1),
+        "closed after {closed_after:?}, before its second"
+    );
+    assert_eq!(answer.first(), Some(&b'R'), "{answer:?}");
+    still_serving_as(&gateway, "alice", "secret").await?;
+    Ok(())
+}
+
+/// `user` with `password` runs `SELECT 1`.
+async fn still_serving_as(gateway: &TestGateway, user: &str, password: &str) -> anyhow::Result<()> {
+    let url = format!(
+        "host=127.0.0.1 port={} user={user} password={password} dbname=polygate",
+        gateway.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let row =
+        tokio::time::timeout(Duration::from_secs(10), client.query_one("SELECT 1", &[])).await??;
+    assert_eq!(row.get::<_, i64>(0), 1);
+    Ok(())
+}

@@ -69,6 +69,8 @@ pub struct GatewayConfig {
     pub max_result_rows: Option<u64>,
     /// On SIGTERM, how long running queries may go on before they are canceled.
     pub shutdown_grace: Duration,
+    /// How long a client may take from connecting to being authenticated.
+    pub authentication_timeout: Duration,
     /// How clients prove who they are; `None` when catalog.toml does not say (`polygate
     /// serve` then refuses to start: serving without passwords must be asked for).
     pub auth: Option<AuthMethod>,
@@ -126,6 +128,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
 /// `shutdown_grace_secs` when catalog.toml does not say.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// `authentication_timeout_secs` when catalog.toml does not say: PostgreSQL's default.
+pub const DEFAULT_AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// PostgreSQL's bounds of `authentication_timeout`, in seconds.
+const AUTHENTICATION_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=600;
+
 /// One `[sources.NAME]` table, with its connector created (but not yet connected).
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -153,6 +161,7 @@ struct RawGateway {
     memory_limit_mb: Option<Spanned<u64>>,
     max_result_rows: Option<u64>,
     shutdown_grace_secs: Option<u64>,
+    authentication_timeout_secs: Option<Spanned<u64>>,
     auth: Option<Spanned<String>>,
     users: Option<BTreeMap<String, Spanned<String>>>,
     tls_cert_file: Option<Spanned<String>>,
@@ -220,6 +229,7 @@ fn default_gateway() -> GatewayConfig {
         memory_limit: None,
         max_result_rows: None,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        authentication_timeout: DEFAULT_AUTHENTICATION_TIMEOUT,
         auth: None,
         users: BTreeMap::new(),
         tls: None,
@@ -281,6 +291,20 @@ fn parse_gateway(
     gateway.max_result_rows = raw.max_result_rows.filter(|n| *n > 0);
     if let Some(grace) = raw.shutdown_grace_secs {
         gateway.shutdown_grace = Duration::from_secs(grace);
+    }
+    if let Some(timeout) = raw.authentication_timeout_secs {
+        if !AUTHENTICATION_TIMEOUT_SECS.contains(timeout.get_ref()) {
+            return Err(document.error(
+                timeout.span(),
+                "gateway.authentication_timeout_secs",
+                format!(
+                    "must be between {} and {} seconds",
+                    AUTHENTICATION_TIMEOUT_SECS.start(),
+                    AUTHENTICATION_TIMEOUT_SECS.end()
+                ),
+            ));
+        }
+        gateway.authentication_timeout = Duration::from_secs(*timeout.get_ref());
     }
     for (user, secret) in raw.users.unwrap_or_default() {
         let secret_value = Secret(secret.get_ref().clone());

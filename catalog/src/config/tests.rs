@@ -64,8 +64,12 @@ fn rejects_bad_input_with_file_line_and_key() {
             "[gateway]\nlisten = \"127.0.0.1:1\"\nport = 5\n",
             "3:1: gateway.port: unknown field `port`, expected one of `listen`, `max_connections`, \
              `statement_timeout_secs`, `idle_session_timeout_secs`, `memory_limit_mb`, \
-             `max_result_rows`, `shutdown_grace_secs`, `auth`, `users`, `tls_cert_file`, \
-             `tls_key_file`, `tls_required`",
+             `max_result_rows`, `shutdown_grace_secs`, `authentication_timeout_secs`, `auth`, \
+             `users`, `tls_cert_file`, `tls_key_file`, `tls_required`",
+        ),
+        (
+            "[gateway]\nauthentication_timeout_secs = 0\n",
+            "2:31: gateway.authentication_timeout_secs: must be between 1 and 600 seconds",
         ),
         (
             "[gateway]\nlisten = \"localhost\"\n",
@@ -194,6 +198,7 @@ idle_session_timeout_secs = 0
 memory_limit_mb = 512
 max_result_rows = 1000
 shutdown_grace_secs = 5
+authentication_timeout_secs = 10
 auth = "scram-sha-256"
 tls_cert_file = "server.crt"
 tls_key_file = "server.key"
@@ -211,6 +216,7 @@ bob = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"
     assert_eq!(gateway.memory_limit, Some(512 << 20));
     assert_eq!(gateway.max_result_rows, Some(1000));
     assert_eq!(gateway.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(gateway.authentication_timeout, Duration::from_secs(10));
     assert_eq!(gateway.auth, Some(AuthMethod::ScramSha256));
     assert!(gateway.tls_required);
     assert_eq!(

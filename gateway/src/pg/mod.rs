@@ -12,6 +12,7 @@ mod decode_fuzz;
 mod egress;
 mod scram;
 mod session;
+mod socket;
 mod startup;
 
 use std::net::SocketAddr;
@@ -41,9 +42,6 @@ use startup::Startup;
 
 /// How often a connection's watchdog looks at its client.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a client may take from connecting to being authenticated (PostgreSQL's
-/// `authentication_timeout` defaults to a minute).
-const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running PostgreSQL front end.
 pub struct Server {
@@ -240,9 +238,15 @@ async fn serve(
         .unwrap_or_else(|p| p.into_inner())
         .push(Arc::downgrade(&connection));
     let handlers = ConnectionHandlers::new(&shared, Arc::clone(&connection));
-    let messages = pgwire::tokio::process_socket(socket, shared.tls.clone(), handlers);
+    let messages = socket::process_socket(
+        socket,
+        shared.tls.clone(),
+        handlers,
+        Arc::clone(&connection),
+    );
     tokio::pin!(messages);
     let accepted = Instant::now();
+    let authentication_timeout = shared.engine.catalog().gateway().authentication_timeout;
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     loop {
         tokio::select! {
@@ -254,9 +258,9 @@ async fn serve(
             }
             _ = watch.tick() => {
                 // An unauthenticated socket holds a connection slot: it has as long as
-                // PostgreSQL's `authentication_timeout` gives, then it is closed.
-                if !connection.is_authenticated() && accepted.elapsed() > AUTHENTICATION_TIMEOUT {
-                    tracing::info!(%peer, "closing a connection that did not authenticate within {AUTHENTICATION_TIMEOUT:?}");
+                // `authentication_timeout_secs` gives, then it is closed.
+                if !connection.is_authenticated() && accepted.elapsed() > authentication_timeout {
+                    tracing::info!(%peer, "closing a connection that did not authenticate within {authentication_timeout:?}");
                     return;
                 }
                 if connection.is_running() && peer_closed(&probe) {
