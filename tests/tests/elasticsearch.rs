@@ -438,6 +438,89 @@ async fn pushed_filters_select_the_rows_sql_does() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Ranges with an empty-string bound: servers differ on `""` as a bound (the test server reads
+/// `lt: ""` as no bound; Elasticsearch before 7.11 matched nothing with `gt: ""`), so none is
+/// sent, and the rows are SQL's: nothing is `< ''`, every value is `>= ''`, and a missing or
+/// null field is in neither a predicate's rows nor its negation's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_string_bounds_select_the_rows_sql_does() -> anyhow::Result<()> {
+    let Some(url) = backends::require(Backend::Search, "es_empty_bounds") else {
+        return Ok(());
+    };
+    let mut search = SearchIndices::create(&url, "es_empty_bounds");
+    search
+        .create_index(
+            "t",
+            json!({ "properties": {
+                "s": {"type": "keyword"},
+                "body": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+                "o": {"properties": {"a": {"type": "keyword"}}},
+            }}),
+        )
+        .await?;
+    // Two empty strings, values on both sides of 'Zz' in byte order, then a document without
+    // the fields and one with explicit nulls.
+    let values = ["", "a", "A", "Zz", "Zz!", "zz", " ", "é", "Z", "", "0"];
+    let mut sources: Vec<Value> = values
+        .iter()
+        .map(|v| json!({ "s": v, "body": v, "o": { "a": v } }))
+        .collect();
+    sources.push(json!({}));
+    sources.push(json!({ "s": null, "body": null, "o": { "a": null } }));
+    search.bulk("t", &documents(sources)).await?;
+    let index = search.name("t");
+    let catalog = format!(
+        "{}\n{}",
+        search.source("on", ""),
+        search.source("off", "pushdown = false")
+    );
+    let gateway = TestGateway::with_catalog(&catalog).await?;
+    let client = gateway.connect().await?;
+    // (predicate on `{c}`, how many of the 13 documents SQL selects)
+    let cases = [
+        ("{c} < ''", 0),
+        ("{c} <= ''", 2),
+        ("{c} > ''", 9),
+        ("{c} >= ''", 11),
+        ("'' > {c}", 0),
+        ("NOT ({c} < '')", 11),
+        ("NOT ({c} <= '')", 9),
+        ("{c} BETWEEN '' AND 'Zz'", 7),
+        ("{c} NOT BETWEEN '' AND 'Zz'", 4),
+        ("NOT ({c} BETWEEN '' AND 'Zz')", 4),
+        ("{c} BETWEEN '' AND ''", 2),
+        ("{c} NOT BETWEEN '' AND ''", 9),
+        ("{c} BETWEEN 'a' AND ''", 0),
+        ("{c} NOT BETWEEN 'a' AND ''", 11),
+        ("{c} < '' OR {c} > 'Zz'", 4),
+    ];
+    for column in ["s", "body", "o['a']"] {
+        for (case, count) in cases {
+            let predicate = case.replace("{c}", column);
+            let query = |source: &str| {
+                format!("SELECT _id FROM {source}.\"{index}\" WHERE {predicate} ORDER BY _id")
+            };
+            let pushed = rows(&client, &query("on")).await?;
+            let local = rows(&client, &query("off")).await?;
+            assert_eq!(pushed, local, "{predicate}");
+            assert_eq!(pushed.len(), count, "{predicate}");
+            let explained = plan(&client, &query("on")).await?;
+            assert!(
+                !explained.contains("FilterExec"),
+                "{predicate} was not pushed: {explained}"
+            );
+            for bound in ["lt", "lte", "gt", "gte"] {
+                assert!(
+                    !explained.contains(&format!(r#""{bound}":"""#)),
+                    "{predicate} sent an empty bound: {explained}"
+                );
+            }
+        }
+    }
+    search.delete().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_text_search_joins_other_stores_in_relevance_order() -> anyhow::Result<()> {
     let (Some(es_url), Some(pg_url), Some(mongo_url)) = (

@@ -14,6 +14,8 @@
 //!   `IS [NOT] NULL` through `exists`.
 //! - A keyword with `ignore_above` does not index longer values: `=` and `IN` with values no
 //!   longer than it are exact, nothing else is (the long values would be missed).
+//! - A range bound that is the empty string is never sent: `< ''` matches nothing, `>= ''`
+//!   is `exists`, `<= ''` a `term` on `''` and `> ''` `exists` less that term (see `range`).
 //! - `match(text, 'words')` and `match_phrase(text, 'words')` on text fields, as `match` and
 //!   `match_phrase` queries: their meaning is the cluster's analyzer (`fulltext.rs`).
 //! - `AND`, `OR`, `NOT` of the above, on top-level and object (`o['a']`) fields.
@@ -359,16 +361,56 @@ fn comparison(path: &FieldPath, op: Operator, value: Value) -> Option<Translated
     Translated::new(Some(when_true), Some(when_false))
 }
 
-/// A `range` query; dates are compared as epoch milliseconds or nanoseconds.
+/// The documents whose value at `target` is within every bound: a `range` query, where dates
+/// are compared as epoch milliseconds.
+///
+/// An empty string is never sent as a bound. Servers disagree on it (Elasticsearch before 7.11
+/// matched nothing with `gt: ""`, elastic/elasticsearch#63386; the OpenSearch-compatible test
+/// server takes `lt: ""` and `lte: ""` for no bound at all), yet what it means for a value that
+/// is there is plain in byte order: every value is `>= ''`, none is `< ''`, `<= ''` is `= ''`
+/// and `> ''` is `<> ''`. Those stand in for it, as `match_none`, `exists` and a `term` on
+/// `''`, each of which, like a range, matches no document whose field is missing or null: the
+/// queries for TRUE and for FALSE both leave those out. `target` indexes every value (it is an
+/// ordered path), so `exists` on it is "not NULL".
 fn range(path: &FieldPath, target: &str, bounds: &[(&str, Value)]) -> Value {
+    let empty = || json!({ "term": { target: { "value": "" } } });
     let mut body = serde_json::Map::new();
+    let mut filter = Vec::new();
+    let mut must_not = Vec::new();
     for (operator, value) in bounds {
-        body.insert((*operator).to_owned(), value.clone());
+        if value.as_str() != Some("") {
+            body.insert((*operator).to_owned(), value.clone());
+            continue;
+        }
+        match *operator {
+            "lt" => return json!({ "match_none": {} }),
+            "lte" => filter.push(empty()),
+            "gt" => must_not.push(empty()),
+            // `gte`: true of every value.
+            _ => {}
+        }
     }
-    if let Kind::Date { .. } = path.field.kind {
-        body.insert("format".to_owned(), Value::from("epoch_millis"));
+    if !body.is_empty() {
+        if let Kind::Date { .. } = path.field.kind {
+            body.insert("format".to_owned(), Value::from("epoch_millis"));
+        }
+        filter.insert(0, json!({ "range": { target: body } }));
     }
-    json!({ "range": { target: body } })
+    if filter.is_empty() {
+        filter.push(json!({ "exists": { "field": target } }));
+    }
+    if must_not.is_empty()
+        && filter.len() == 1
+        && let Some(only) = filter.pop()
+    {
+        return only;
+    }
+    let mut clauses = serde_json::Map::new();
+    clauses.insert("filter".to_owned(), Value::from(filter));
+    if !must_not.is_empty() {
+        clauses.insert("must_not".to_owned(), Value::from(must_not));
+    }
+    json!({ "bool": clauses })
 }
 
 /// Documents whose field has a value and does not match `query`.

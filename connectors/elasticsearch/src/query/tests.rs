@@ -154,6 +154,119 @@ fn comparisons_translate_for_both_truth_values() {
     }
 }
 
+/// Whether any `range` query in `query` has an empty-string bound.
+fn has_empty_bound(query: &Value) -> bool {
+    match query {
+        Value::Object(map) => map.iter().any(|(key, value)| {
+            let empty_bound = key == "range"
+                && value.as_object().is_some_and(|fields| {
+                    fields.values().any(|body| {
+                        body.as_object()
+                            .is_some_and(|b| b.values().any(|v| v.as_str() == Some("")))
+                    })
+                });
+            empty_bound || has_empty_bound(value)
+        }),
+        Value::Array(items) => items.iter().any(has_empty_bound),
+        _ => false,
+    }
+}
+
+#[test]
+fn empty_string_bounds_never_reach_a_range() {
+    let none = r#"{"match_none":{}}"#;
+    let empty = |field: &str| format!(r#"{{"term":{{"{field}":{{"value":""}}}}}}"#);
+    let range =
+        |field: &str, op: &str, v: &str| format!(r#"{{"range":{{"{field}":{{"{op}":"{v}"}}}}}}"#);
+    let either =
+        |a: &str, b: &str| format!(r#"{{"bool":{{"minimum_should_match":1,"should":[{a},{b}]}}}}"#);
+    let both = |a: &str, b: &str| format!(r#"{{"bool":{{"filter":[{a},{b}]}}}}"#);
+    // (expression, TRUE query, FALSE query): every one leaves missing and null fields out.
+    let cases: Vec<(Expr, String, String)> = vec![
+        (col("k").lt(lit("")), none.into(), exists("k")),
+        (
+            col("k").lt_eq(lit("")),
+            empty("k"),
+            not_matching("k", &empty("k")),
+        ),
+        (
+            col("k").gt(lit("")),
+            not_matching("k", &empty("k")),
+            empty("k"),
+        ),
+        (col("k").gt_eq(lit("")), exists("k"), none.into()),
+        // `'' > k` is `k < ''`.
+        (lit("").gt(col("k")), none.into(), exists("k")),
+        (!col("k").lt(lit("")), exists("k"), none.into()),
+        (
+            !col("k").lt_eq(lit("")),
+            not_matching("k", &empty("k")),
+            empty("k"),
+        ),
+        (
+            col("k").between(lit(""), lit("Zz")),
+            range("k", "lte", "Zz"),
+            either(none, &range("k", "gt", "Zz")),
+        ),
+        (
+            col("k").not_between(lit(""), lit("Zz")),
+            either(none, &range("k", "gt", "Zz")),
+            range("k", "lte", "Zz"),
+        ),
+        (
+            col("k").between(lit(""), lit("")),
+            empty("k"),
+            either(none, &not_matching("k", &empty("k"))),
+        ),
+        (
+            col("k").between(lit("a"), lit("")),
+            both(&range("k", "gte", "a"), &empty("k")),
+            either(&range("k", "lt", "a"), &not_matching("k", &empty("k"))),
+        ),
+        // What DataFusion's simplifier makes of `k BETWEEN '' AND 'Zz'` and its negation.
+        (
+            col("k").gt_eq(lit("")).and(col("k").lt_eq(lit("Zz"))),
+            both(&exists("k"), &range("k", "lte", "Zz")),
+            either(none, &range("k", "gt", "Zz")),
+        ),
+        (
+            col("k").lt(lit("")).or(col("k").gt(lit("Zz"))),
+            either(none, &range("k", "gt", "Zz")),
+            both(&exists("k"), &range("k", "lte", "Zz")),
+        ),
+        // A text field's keyword sub-field answers both the term and `exists`.
+        (col("body").gt_eq(lit("")), exists("body.raw"), none.into()),
+        (
+            col("body").gt(lit("")),
+            not_matching("body.raw", &empty("body.raw")),
+            empty("body.raw"),
+        ),
+        (
+            get_field(col("o"), "a").lt_eq(lit("")),
+            empty("o.a"),
+            not_matching("o.a", &empty("o.a")),
+        ),
+    ];
+    for (expr, when_true, when_false) in cases {
+        assert_eq!(t(expr.clone()), Some((when_true, when_false)), "{expr}");
+        let translated = translate(&fields(), &expr).unwrap();
+        for query in [translated.when_true, translated.when_false]
+            .iter()
+            .flatten()
+        {
+            assert!(!has_empty_bound(query), "{expr}: {query}");
+        }
+    }
+    // Fields without an ordered path still push no range, empty bound or not.
+    assert_eq!(t(col("title").lt(lit(""))), None);
+    assert_eq!(t(col("short").gt_eq(lit(""))), None);
+    // A non-empty bound is unchanged.
+    assert_eq!(
+        t(col("k").lt(lit(" "))),
+        Some((range("k", "lt", " "), range("k", "gte", " ")))
+    );
+}
+
 #[test]
 fn text_fields_compare_through_their_keyword_subfield() {
     let term = r#"{"term":{"title.keyword":{"value":"Red shoes"}}}"#;
