@@ -191,8 +191,8 @@ pub async fn complete_file(url: &str, file: &std::path::Path) -> anyhow::Result<
 
 /// Runs every `.slt` file of `root` three times with the same expected rows: against the
 /// reference server at `direct` (label `postgres`), through the gateway at `pushed` (labels
-/// `polygate`, `pushdown`) and through the gateway at `local` (label `polygate`). Returns
-/// the failures.
+/// `polygate`, `pushdown`) and through the gateway at `local`, whose sources say
+/// `pushdown = false` (labels `polygate`, `local`). Returns the failures.
 ///
 /// `POLYGATE_SLT_COMPLETE=1` first rewrites each file's expected output with the pushdown
 /// gateway's, which the three runs then hold against the reference.
@@ -216,7 +216,7 @@ pub async fn run_three_ways(
         let runs = [
             run_file(direct, "postgres", &["postgres"], file).await,
             run_file(pushed, "polygate", &["polygate", "pushdown"], file).await,
-            run_file(local, "polygate", &["polygate"], file).await,
+            run_file(local, "polygate", &["polygate", "local"], file).await,
         ];
         failures.extend(runs.into_iter().filter_map(Result::err));
     }

@@ -183,6 +183,8 @@ impl TableProvider for MongoTable {
             })?;
             conditions.push(translated.when_true);
         }
+        // With `pushdown = false` a LIMIT stays with DataFusion, like everything else.
+        let limit = limit.filter(|_| self.remote.pushdown);
         let scan = ScanQuery {
             filter: match conditions.len() {
                 0 => None,

@@ -154,6 +154,8 @@ impl TableProvider for PostgresTable {
             .map(PgColumn::select_expr)
             .collect::<Vec<_>>()
             .join(", ");
+        // With `pushdown = false` a LIMIT stays with DataFusion, like everything else.
+        let limit = limit.filter(|_| self.remote.pushdown);
         let mut base_sql = format!("SELECT {select_list} FROM {}", self.quoted_name());
         // Only filters reported Exact reach the scan; each becomes one conjunct.
         let mut params: Vec<Param> = Vec::new();
@@ -306,7 +308,10 @@ impl ExecutionPlan for PostgresScanExec {
         order: &[PhysicalSortExpr],
     ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
         // A statement already limited picked its rows in no particular order.
-        if self.partition.limit.is_some() || self.ordering.is_some() {
+        if !self.partition.remote.pushdown
+            || self.partition.limit.is_some()
+            || self.ordering.is_some()
+        {
             return Ok(SortOrderPushdownResult::Unsupported);
         }
         let Some(order_by) = order_by_sql(&self.partition.columns, order) else {
@@ -329,6 +334,9 @@ impl ExecutionPlan for PostgresScanExec {
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        if !self.partition.remote.pushdown {
+            return None;
+        }
         let limit = match (self.partition.limit, limit) {
             (Some(current), Some(new)) => Some(current.min(new)),
             (current, new) => current.or(new),
