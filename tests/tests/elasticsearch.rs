@@ -285,6 +285,38 @@ async fn scans_past_ten_thousand_hits_read_every_document_and_close_their_contex
     Ok(())
 }
 
+/// A gateway serving `search`'s indices as source `on`, and as source `off` with
+/// `pushdown = false`, and a client of it.
+async fn on_and_off(search: &SearchIndices) -> anyhow::Result<(TestGateway, Client)> {
+    let catalog = format!(
+        "{}\n{}",
+        search.source("on", ""),
+        search.source("off", "pushdown = false")
+    );
+    let gateway = TestGateway::with_catalog(&catalog).await?;
+    let client = gateway.connect().await?;
+    Ok((gateway, client))
+}
+
+/// Runs `query("on")` and `query("off")` (the same index with `pushdown = false`), checks that
+/// they select the same rows and that the filter `predicate` was pushed, and returns the rows
+/// and the pushed plan.
+async fn pushed_equals_local(
+    client: &Client,
+    predicate: &str,
+    query: impl Fn(&str) -> String,
+) -> anyhow::Result<(Vec<Vec<String>>, String)> {
+    let pushed = rows(client, &query("on")).await?;
+    let local = rows(client, &query("off")).await?;
+    assert_eq!(pushed, local, "{predicate}");
+    let explained = plan(client, &query("on")).await?;
+    assert!(
+        !explained.contains("FilterExec"),
+        "{predicate} was not pushed: {explained}"
+    );
+    Ok((pushed, explained))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_filters_select_the_rows_sql_does() -> anyhow::Result<()> {
     let Some(url) = backends::require(Backend::Search, "es_filters") else {
@@ -349,13 +381,7 @@ async fn pushed_filters_select_the_rows_sql_does() -> anyhow::Result<()> {
     }
     search.bulk("t", &documents(values)).await?;
     let index = search.name("t");
-    let catalog = format!(
-        "{}\n{}",
-        search.source("on", ""),
-        search.source("off", "pushdown = false")
-    );
-    let gateway = TestGateway::with_catalog(&catalog).await?;
-    let client = gateway.connect().await?;
+    let (_gateway, client) = on_and_off(&search).await?;
     let predicates = [
         format!("k = '{}'", hostile[0].replace('\'', "''")),
         "k = '*'".to_owned(),
@@ -394,17 +420,10 @@ async fn pushed_filters_select_the_rows_sql_does() -> anyhow::Result<()> {
         let query = |source: &str| {
             format!("SELECT _id FROM {source}.\"{index}\" WHERE {predicate} ORDER BY _id")
         };
-        let pushed = rows(&client, &query("on")).await?;
-        let local = rows(&client, &query("off")).await?;
-        assert_eq!(pushed, local, "{predicate}");
+        let (selected, _) = pushed_equals_local(&client, predicate, query).await?;
         assert!(
-            !local.is_empty(),
+            !selected.is_empty(),
             "{predicate} selects no rows: a weak case"
-        );
-        let explained = plan(&client, &query("on")).await?;
-        assert!(
-            !explained.contains("FilterExec"),
-            "{predicate} was not pushed: {explained}"
         );
     }
     // Long titles are not in title.keyword (ignore_above 20), yet `<>` is exact: `exists`
@@ -469,13 +488,7 @@ async fn empty_string_bounds_select_the_rows_sql_does() -> anyhow::Result<()> {
     sources.push(json!({ "s": null, "body": null, "o": { "a": null } }));
     search.bulk("t", &documents(sources)).await?;
     let index = search.name("t");
-    let catalog = format!(
-        "{}\n{}",
-        search.source("on", ""),
-        search.source("off", "pushdown = false")
-    );
-    let gateway = TestGateway::with_catalog(&catalog).await?;
-    let client = gateway.connect().await?;
+    let (_gateway, client) = on_and_off(&search).await?;
     // (predicate on `{c}`, how many of the 13 documents SQL selects)
     let cases = [
         ("{c} < ''", 0),
@@ -500,15 +513,8 @@ async fn empty_string_bounds_select_the_rows_sql_does() -> anyhow::Result<()> {
             let query = |source: &str| {
                 format!("SELECT _id FROM {source}.\"{index}\" WHERE {predicate} ORDER BY _id")
             };
-            let pushed = rows(&client, &query("on")).await?;
-            let local = rows(&client, &query("off")).await?;
-            assert_eq!(pushed, local, "{predicate}");
-            assert_eq!(pushed.len(), count, "{predicate}");
-            let explained = plan(&client, &query("on")).await?;
-            assert!(
-                !explained.contains("FilterExec"),
-                "{predicate} was not pushed: {explained}"
-            );
+            let (selected, explained) = pushed_equals_local(&client, &predicate, query).await?;
+            assert_eq!(selected.len(), count, "{predicate}");
             for bound in ["lt", "lte", "gt", "gte"] {
                 assert!(
                     !explained.contains(&format!(r#""{bound}":"""#)),
