@@ -261,9 +261,8 @@ impl ScanColumn {
 /// The prefix of the keys nested fields are projected to; no column may have such a name.
 const NESTED_KEY: &str = "__polygate_path_";
 
-/// The prefixes of the flags a sort adds; no column may have such a name.
+/// The prefix of the null flags a sort adds; no column may have such a name.
 const NULL_FLAG: &str = "__polygate_null_";
-const NAN_FLAG: &str = "__polygate_nan_";
 
 impl ScanQuery {
     fn pipeline(&self) -> Pipeline {
@@ -296,22 +295,20 @@ impl ScanQuery {
         Pipeline { stages }
     }
 
-    /// The `$sort` for `order`, when MongoDB orders exactly as DataFusion (see
-    /// [`sort_key`]), with the flags it sorts by.
+    /// The `$sort` for `order`, when MongoDB orders exactly as DataFusion: scalar columns
+    /// other than doubles (NaN and -0 order differently), NULLs placed by a flag where
+    /// MongoDB's placement (first ascending, last descending) is not the one asked for.
     fn sort_for(&self, order: &[PhysicalSortExpr]) -> Option<(Document, Document)> {
         let mut flags = Document::new();
         let mut sort = Document::new();
-        if self
-            .columns
-            .iter()
-            .any(|c| c.key.starts_with(NULL_FLAG) || c.key.starts_with(NAN_FLAG))
-        {
+        if self.columns.iter().any(|c| c.key.starts_with(NULL_FLAG)) {
             return None;
         }
         for (i, key) in order.iter().enumerate() {
             let column = key.expr.downcast_ref::<Column>()?;
             let scan_column = self.columns.get(column.index())?;
-            if !scan_column.addressable() {
+            let field = &scan_column.field;
+            if !field.is_scalar() || *field == FieldType::Double || !scan_column.addressable() {
                 return None;
             }
             // A nested field sorts by its path, before the projection names it.
@@ -319,58 +316,21 @@ impl ScanQuery {
             if sort.contains_key(name) {
                 continue;
             }
-            sort_key(
-                &mut flags,
-                &mut sort,
-                i,
-                name,
-                &scan_column.field,
-                key.options.descending,
-                key.options.nulls_first,
-            )?;
+            let direction = if key.options.descending { -1 } else { 1 };
+            // MongoDB puts missing and null first ascending, last descending.
+            if key.options.nulls_first == key.options.descending && name != "_id" {
+                let flag = format!("{NULL_FLAG}{i}");
+                flags.insert(
+                    &flag,
+                    doc! { "$in": [{ "$type": format!("${name}") }, ["missing", "null"]] },
+                );
+                // false (a value) sorts before true (NULL).
+                sort.insert(flag, if key.options.nulls_first { -1 } else { 1 });
+            }
+            sort.insert(name, direction);
         }
         Some((flags, sort))
     }
-}
-
-/// Adds to `sort` the key that orders field `path` (of type `field`, the `i`-th key) exactly
-/// as DataFusion does, with the flags it needs in `flags`; `None` when MongoDB cannot.
-/// - Only scalars: MongoDB orders arrays by their least or greatest element.
-/// - MongoDB puts missing and null first ascending, last descending; where DataFusion is asked
-///   for the other placement, a flag (null or not) sorts first.
-/// - MongoDB orders `NaN` below every number, DataFusion above: doubles sort by a NaN flag
-///   first. `-0` and `0`, which DataFusion orders and MongoDB ties, may come in either order,
-///   as SQL allows for ties.
-pub(crate) fn sort_key(
-    flags: &mut Document,
-    sort: &mut Document,
-    i: usize,
-    path: &str,
-    field: &FieldType,
-    descending: bool,
-    nulls_first: bool,
-) -> Option<()> {
-    if !field.is_scalar() {
-        return None;
-    }
-    let direction = if descending { -1 } else { 1 };
-    // `_id` is never missing or null.
-    if nulls_first == descending && path != "_id" {
-        let flag = format!("{NULL_FLAG}{i}");
-        flags.insert(
-            &flag,
-            doc! { "$in": [{ "$type": format!("${path}") }, ["missing", "null"]] },
-        );
-        // false (a value) sorts before true (NULL).
-        sort.insert(flag, if nulls_first { -1 } else { 1 });
-    }
-    if *field == FieldType::Double {
-        let flag = format!("{NAN_FLAG}{i}");
-        flags.insert(&flag, doc! { "$eq": [format!("${path}"), f64::NAN] });
-        sort.insert(flag, direction);
-    }
-    sort.insert(path, direction);
-    Some(())
 }
 
 /// What a scan reads.

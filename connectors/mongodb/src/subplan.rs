@@ -441,22 +441,27 @@ fn aggregate_output(
     }
 }
 
-/// The `$sort` of a compiled stage, with the flags it sorts by (see [`crate::scan::sort_key`]).
+/// The `$sort` of a compiled stage, with null flags where MongoDB's NULL placement (first
+/// ascending, last descending) is not the one asked for.
 fn sort_keys(stage: &Stage, order: &[SortExpr]) -> Option<(Document, Document)> {
     let mut flags = Document::new();
     let mut keys = Document::new();
     for (i, key) in order.iter().enumerate() {
         let output = stage.output_of(&key.expr)?;
         let path = output.path.clone()?;
-        crate::scan::sort_key(
-            &mut flags,
-            &mut keys,
-            i,
-            &path,
-            &output.field,
-            !key.asc,
-            key.nulls_first,
-        )?;
+        if !output.field.is_scalar() || output.field == FieldType::Double {
+            return None;
+        }
+        let descending = !key.asc;
+        if key.nulls_first == descending {
+            let flag = format!("__polygate_null_{i}");
+            flags.insert(
+                &flag,
+                doc! { "$in": [{ "$type": format!("${path}") }, ["missing", "null"]] },
+            );
+            keys.insert(flag, if key.nulls_first { -1 } else { 1 });
+        }
+        keys.insert(path, if descending { -1 } else { 1 });
     }
     Some((flags, keys))
 }

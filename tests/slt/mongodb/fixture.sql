@@ -43,9 +43,3 @@ SELECT i,
               '$gt', NULL, 'line
 break'])[1 + i % 10]
 FROM generate_series(1, 300) AS i;
-
--- Floats at their edges, for ORDER BY ... LIMIT: NaN twice, both infinities, -0 and NULL.
-CREATE TABLE mongo.floats (id int8 NOT NULL, f float8);
-INSERT INTO mongo.floats VALUES
-    (1, 1.5), (2, '-0'), (3, 'NaN'), (4, 'Infinity'), (5, '-Infinity'), (6, NULL), (7, 2.5),
-    (8, 'NaN'), (9, -3), (10, 1e300), (11, -1e-300), (12, NULL);
