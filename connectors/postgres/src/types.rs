@@ -229,14 +229,6 @@ impl PgColumn {
             )
     }
 
-    /// Whether PostgreSQL's ORDER BY puts this column's values in DataFusion's order, ties
-    /// aside. Floats do: both put `NaN` above every number, and the one difference, `-0.0`
-    /// before `0.0` in DataFusion and tied in PostgreSQL, is a tie, whose order SQL leaves
-    /// open.
-    pub(crate) fn orders_exactly(&self) -> bool {
-        self.compares_exactly() || matches!(self.kind, Kind::Float32 | Kind::Float64)
-    }
-
     pub(crate) fn arrow_field(&self) -> Field {
         Field::new(&self.name, self.kind.data_type(), !self.not_null)
     }

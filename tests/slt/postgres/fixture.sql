@@ -44,11 +44,4 @@ INSERT INTO pg.returns
 SELECT i * 3, (ARRAY['damaged', 'late', 'o''brien'])[1 + i % 3]
 FROM generate_series(1, 60) AS i;
 
--- Floats at their edges, for ORDER BY ... LIMIT: NaN twice, both infinities, -0 and NULL.
-CREATE TABLE pg.floats (id int8 PRIMARY KEY, f float8, r float4);
-INSERT INTO pg.floats VALUES
-    (1, 1.5, 1.5), (2, '-0', '-0'), (3, 'NaN', 'NaN'), (4, 'Infinity', 'Infinity'),
-    (5, '-Infinity', '-Infinity'), (6, NULL, NULL), (7, 2.5, 2.5), (8, 'NaN', 'NaN'),
-    (9, -3, -3), (10, 1e300, NULL), (11, -1e-300, 0.25);
-
 ANALYZE;
