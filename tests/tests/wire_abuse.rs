@@ -2,7 +2,8 @@
 //! error, and neither take the gateway down nor make it allocate by the client's numbers.
 //! Every test runs the gateway in this process, so a gateway that aborted would end the test
 //! run; each also checks that another session keeps answering and that the process's memory
-//! grew by less than 50 MB.
+//! grew by less than 50 MB. The tests take turns ([`one_at_a_time`]), so that one's memory
+//! is not counted in another's.
 
 // Test helpers: an index out of range is a failed test, with its line.
 #![allow(clippy::indexing_slicing)]
@@ -11,6 +12,12 @@ use std::time::Duration;
 
 use polygate_tests::gateway::TestGateway;
 use polygate_tests::wire::{Fetched, WireClient, WireFormat};
+
+/// Held by each test for its whole run: the process's memory is measured one test at a time.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
 
 /// The most this process's resident memory may grow while a hostile message is handled.
 const MAX_GROWTH_BYTES: u64 = 50 << 20;
@@ -50,6 +57,7 @@ fn texts(fetches: &[Fetched]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn execute_max_rows_2147483647_sends_the_rows_without_preallocating() -> anyhow::Result<()> {
+    let _turn = one_at_a_time().await;
     let gateway = TestGateway::demo().await?;
     let mut client = WireClient::connect(gateway.port(), "polygate").await?;
     let before = rss_bytes();
@@ -76,6 +84,7 @@ async fn execute_max_rows_2147483647_sends_the_rows_without_preallocating() -> a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn execute_max_rows_negative_means_every_row() -> anyhow::Result<()> {
+    let _turn = one_at_a_time().await;
     let gateway = TestGateway::demo().await?;
     let mut client = WireClient::connect(gateway.port(), "polygate").await?;
     let before = rss_bytes();
@@ -102,6 +111,7 @@ async fn execute_max_rows_negative_means_every_row() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_limited_portals_resume_where_they_stopped() -> anyhow::Result<()> {
+    let _turn = one_at_a_time().await;
     let gateway = TestGateway::demo().await?;
     let mut client = WireClient::connect(gateway.port(), "polygate").await?;
     let fetches = client
@@ -126,6 +136,7 @@ async fn row_limited_portals_resume_where_they_stopped() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_1gb_length_prefix_is_refused_or_waited_on_without_allocating() -> anyhow::Result<()> {
+    let _turn = one_at_a_time().await;
     let gateway = TestGateway::demo().await?;
     let before = rss_bytes();
     for length in [0x3fff_fff0_u32, 0x4000_0000, u32::MAX] {
@@ -149,6 +160,7 @@ async fn a_1gb_length_prefix_is_refused_or_waited_on_without_allocating() -> any
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_and_malformed_messages_end_only_their_connection() -> anyhow::Result<()> {
+    let _turn = one_at_a_time().await;
     let gateway = TestGateway::demo().await?;
     let malformed: &[&[u8]] = &[
         // A Query cut short, then the connection closed.
@@ -173,6 +185,7 @@ async fn truncated_and_malformed_messages_end_only_their_connection() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_with_the_wrong_parameter_count_is_a_protocol_error() -> anyhow::Result<()> {
+    let _turn = one_at_a_time().await;
     let gateway = TestGateway::demo().await?;
     let mut client = WireClient::connect(gateway.port(), "polygate").await?;
     let too_few = client
@@ -234,6 +247,7 @@ async fn unauthenticated(gateway: &TestGateway) -> anyhow::Result<tokio::net::Tc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unauthenticated_client_is_cut_off_after_a_few_hundred_kilobytes() -> anyhow::Result<()>
 {
+    let _turn = one_at_a_time().await;
     use tokio::io::AsyncWriteExt;
     let gateway =
         TestGateway::demo_with("auth = \"scram-sha-256\"\n[gateway.users]\nalice = \"secret\"\n")
@@ -275,6 +289,7 @@ async fn an_unauthenticated_client_is_cut_off_after_a_few_hundred_kilobytes() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_authenticate_is_closed_at_authentication_timeout()
 -> anyhow::Result<()> {
+    let _turn = one_at_a_time().await;
     use tokio::io::AsyncReadExt;
     let gateway = TestGateway::demo_with(
         "auth = \"scram-sha-256\"\nauthentication_timeout_secs = 1\n\
@@ -310,4 +325,44 @@ async fn still_serving_as(gateway: &TestGateway, user: &str, password: &str) -> 
         tokio::time::timeout(Duration::from_secs(10), client.query_one("SELECT 1", &[])).await??;
     assert_eq!(row.get::<_, i64>(0), 1);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_fails_authentication_runs_nothing() -> anyhow::Result<()> {
+    let _turn = one_at_a_time().await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway =
+        TestGateway::demo_with("auth = \"scram-sha-256\"\n[gateway.users]\nalice = \"secret\"\n")
+            .await?;
+    let mut stream = unauthenticated(&gateway).await?;
+    // A Query where the SCRAM answer belongs (FATAL), then a Query of its own.
+    let mut out = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::query("SELECT 1", &mut out)?;
+    postgres_protocol::message::frontend::query("SELECT count(*) FROM shop.customers", &mut out)?;
+    stream.write_all(&out).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await??;
+    // The gateway answered the start-up (R), refused (E), and closed: no row description, no
+    // row, no command completion, no ReadyForQuery.
+    for tag in [b'T', b'D', b'C', b'Z'] {
+        assert!(
+            !messages(&answer).any(|(t, _)| t == tag),
+            "an unauthenticated client got a {:?} message: {answer:?}",
+            tag as char
+        );
+    }
+    assert!(messages(&answer).any(|(t, _)| t == b'E'), "{answer:?}");
+    Ok(())
+}
+
+/// The (type, body) of each backend message in `bytes`.
+fn messages(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let (&tag, after) = rest.split_first()?;
+        let length = u32::from_be_bytes(after.get(..4)?.try_into().ok()?) as usize;
+        let body = after.get(4..length)?;
+        rest = after.get(length..)?;
+        Some((tag, body))
+    })
 }

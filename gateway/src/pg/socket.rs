@@ -13,7 +13,7 @@ use std::task::{Context, Poll, ready};
 
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState, PgWireServerHandlers};
-use pgwire::error::ErrorInfo;
+use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::tokio::TlsAcceptor;
@@ -97,7 +97,22 @@ pub(super) async fn process_socket<H: PgWireServerHandlers>(
         .await
         {
             errors.on_error(&socket, &mut error);
-            process_error(&mut socket, error, extended_protocol).await?;
+            let error = ErrorInfo::from(error);
+            // pgwire would answer ReadyForQuery and read on, taking a client that failed
+            // authentication for one ready for queries. After a FATAL error, or any error
+            // before authentication, the connection ends, as PostgreSQL's does.
+            if error.is_fatal() || !connection.is_authenticated() {
+                let _ = socket
+                    .send(PgWireBackendMessage::ErrorResponse(error.into()))
+                    .await;
+                return Ok(());
+            }
+            process_error(
+                &mut socket,
+                PgWireError::UserError(Box::new(error)),
+                extended_protocol,
+            )
+            .await?;
         }
     }
 }
