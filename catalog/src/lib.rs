@@ -7,6 +7,7 @@
 //! per source, named after the source (see [`naming`]).
 
 pub mod config;
+mod kinds;
 mod live;
 pub mod naming;
 mod provider;

@@ -3,12 +3,9 @@
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
-use polygate_connector_core::ConnectorFactory;
 use polygate_connector_core::subplan::{SubPlanQueryPlanner, SubPlanRule};
-use polygate_connector_elasticsearch::ElasticConnectorFactory;
-use polygate_connector_files::FilesConnectorFactory;
-use polygate_connector_mongodb::MongoConnectorFactory;
-use polygate_connector_postgres::PostgresConnectorFactory;
+
+use crate::kinds::KINDS;
 
 /// Adds the rule that hands single-source sub-plans (aggregates, joins, unions) to the
 /// sources able to run them, and the planner for the nodes it leaves.
@@ -16,31 +13,18 @@ use polygate_connector_postgres::PostgresConnectorFactory;
 /// The rule goes after DataFusion's own optimizer rules, so that the sub-plans it sees have
 /// their filters pushed and their columns pruned.
 pub fn with_sub_plan_pushdown(builder: SessionStateBuilder) -> SessionStateBuilder {
-    let finders = [
-        FilesConnectorFactory::source_finder(),
-        PostgresConnectorFactory::source_finder(),
-        MongoConnectorFactory::source_finder(),
-        ElasticConnectorFactory::source_finder(),
-    ];
+    let finders = KINDS.iter().filter_map(|kind| (kind.source_finder)());
     builder
-        .with_optimizer_rule(Arc::new(SubPlanRule::new(
-            finders.into_iter().flatten().collect(),
-        )))
+        .with_optimizer_rule(Arc::new(SubPlanRule::new(finders.collect())))
         .with_query_planner(Arc::new(SubPlanQueryPlanner))
 }
 
 /// Adds the SQL functions of every connector kind (full-text search), so that a query can
 /// use them whichever sources it reads.
 pub fn with_connector_functions(mut builder: SessionStateBuilder) -> SessionStateBuilder {
-    let functions = [
-        FilesConnectorFactory::functions(),
-        PostgresConnectorFactory::functions(),
-        MongoConnectorFactory::functions(),
-        ElasticConnectorFactory::functions(),
-    ];
     builder
         .scalar_functions()
         .get_or_insert_with(Vec::new)
-        .extend(functions.into_iter().flatten());
+        .extend(KINDS.iter().flat_map(|kind| (kind.functions)()));
     builder
 }

@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::ConfigError;
 
 /// The parsed text of one catalog file.
-pub(super) struct Document<'a> {
+pub(crate) struct Document<'a> {
     path: &'a Path,
     text: &'a str,
     root: DeTable<'a>,
@@ -54,7 +54,7 @@ impl<'a> Document<'a> {
     }
 
     /// An error at `span`, about the dotted key `key`.
-    pub(super) fn error(
+    pub(crate) fn error(
         &self,
         span: Range<usize>,
         key: &str,
@@ -73,7 +73,7 @@ impl<'a> Document<'a> {
     }
 
     /// Deserializes the table `value`, found at the dotted key `key`, into `T`.
-    pub(super) fn deserialize<T: DeserializeOwned>(
+    pub(crate) fn deserialize<T: DeserializeOwned>(
         &self,
         key: &str,
         value: &Spanned<DeValue<'_>>,
@@ -94,7 +94,7 @@ impl<'a> Document<'a> {
     }
 
     /// The span of the value at the dotted path `dotted` below `value`, if there is one.
-    pub(super) fn span_of(
+    pub(crate) fn span_of(
         &self,
         value: &Spanned<DeValue<'_>>,
         dotted: &str,

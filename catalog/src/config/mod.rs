@@ -6,7 +6,7 @@
 //! known `kind`, and options each connector accepts. Every error names the file, the line and the
 //! dotted key, so that one line of output tells the user what to fix.
 
-mod document;
+pub(crate) mod document;
 mod error;
 
 use std::collections::BTreeMap;
@@ -16,10 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polygate_connector_core::{Connector, ConnectorFactory, SourceContext};
-use polygate_connector_elasticsearch::ElasticConnectorFactory;
-use polygate_connector_files::FilesConnectorFactory;
-use polygate_connector_mongodb::MongoConnectorFactory;
-use polygate_connector_postgres::PostgresConnectorFactory;
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -28,18 +24,12 @@ pub use error::{CatalogError, ConfigError};
 
 use document::Document;
 
+use crate::kinds::{self, KINDS};
+
 /// The address `polygate serve` listens on when neither the command line nor catalog.toml says.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:55432";
 /// The port of [`DEFAULT_LISTEN`].
 const DEFAULT_PORT: u16 = 55432;
-
-/// The kinds of source this build of polygate can serve.
-pub const KINDS: &[&str] = &[
-    FilesConnectorFactory::KIND,
-    PostgresConnectorFactory::KIND,
-    MongoConnectorFactory::KIND,
-    ElasticConnectorFactory::KIND,
-];
 
 /// A validated catalog.toml.
 #[derive(Debug, Clone)]
@@ -436,30 +426,17 @@ fn parse_source(
         response_timeout,
     };
     let options = Spanned::new(span.clone(), DeValue::Table(table.clone()));
-    let connector = match kind.as_str() {
-        FilesConnectorFactory::KIND => {
-            create::<FilesConnectorFactory>(document, &key, &context, &options)?
-        }
-        PostgresConnectorFactory::KIND => {
-            create::<PostgresConnectorFactory>(document, &key, &context, &options)?
-        }
-        MongoConnectorFactory::KIND => {
-            create::<MongoConnectorFactory>(document, &key, &context, &options)?
-        }
-        ElasticConnectorFactory::KIND => {
-            create::<ElasticConnectorFactory>(document, &key, &context, &options)?
-        }
-        other => {
-            return Err(document.error(
-                span,
-                &format!("{key}.kind"),
-                format!(
-                    "unknown kind {other:?}, expected one of: {}",
-                    KINDS.join(", ")
-                ),
-            ));
-        }
+    let Some(registered) = kinds::named(&kind) else {
+        return Err(document.error(
+            span,
+            &format!("{key}.kind"),
+            format!(
+                "unknown kind {kind:?}, expected one of: {}",
+                KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+            ),
+        ));
     };
+    let connector = (registered.create)(document, &key, &context, &options)?;
     Ok(SourceConfig {
         name: context.name,
         kind,
@@ -511,7 +488,8 @@ fn take_kind(
     }
 }
 
-fn create<F: ConnectorFactory>(
+/// A connector of kind `F` from the options of source table `key`.
+pub(crate) fn create<F: ConnectorFactory>(
     document: &Document,
     key: &str,
     context: &SourceContext,
