@@ -11,7 +11,9 @@ pub mod depth;
 mod error;
 pub mod estimates;
 mod names;
+pub mod predicate;
 pub mod prefetch;
+pub mod remote_scan;
 pub mod scan;
 pub mod subplan;
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Statistics;
 use datafusion::common::stats::Precision;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalSortExpr};
 use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
@@ -19,6 +21,35 @@ use futures::Stream;
 use tokio::time::{Instant, Sleep};
 
 use crate::{ConnectorError, SourceError};
+
+/// The native conditions of the filters DataFusion hands a scan: only those
+/// [`RemoteRelation::filters_exactly`](crate::remote_scan::RemoteRelation::filters_exactly)
+/// accepted reach it, so each must translate.
+pub fn scan_filters<T>(
+    filters: &[Expr],
+    mut translate: impl FnMut(&Expr) -> Option<T>,
+) -> datafusion::error::Result<Vec<T>> {
+    filters
+        .iter()
+        .map(|filter| {
+            translate(filter).ok_or_else(|| {
+                DataFusionError::Internal(format!("filter {filter} was not reported pushable"))
+            })
+        })
+        .collect()
+}
+
+/// A double as polygate returns it: every NaN (of either sign, of any payload) as the
+/// positive quiet NaN. Stores do not tell NaNs apart, and DataFusion sorts only the positive
+/// one above every number; a sign bit left on would move a NaN to the bottom of an ORDER BY.
+pub fn canonical_f64(value: f64) -> f64 {
+    if value.is_nan() { f64::NAN } else { value }
+}
+
+/// A float as polygate returns it: see [`canonical_f64`].
+pub fn canonical_f32(value: f32) -> f32 {
+    if value.is_nan() { f32::NAN } else { value }
+}
 
 /// How many partitions a scan of `size` units (documents, pages) is split into: one per
 /// `unit`, at most `most`, and 1 (no split) when that would make fewer than two.

@@ -20,6 +20,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, Result, internal_err};
@@ -41,6 +42,10 @@ pub trait SubPlanSource: Debug + Send + Sync {
     /// The source's name, for EXPLAIN.
     fn source_name(&self) -> &str;
 
+    /// Whether the source runs work in the store (`pushdown` of catalog.toml): the rule
+    /// offers nothing to a source that does not.
+    fn pushdown(&self) -> bool;
+
     /// Compiles `plan` into one native query, or returns `None` when any part of it cannot
     /// be run with exactly DataFusion's semantics. Every table scan of `plan` belongs to this
     /// source.
@@ -55,6 +60,21 @@ pub trait NativeQuery: Debug + Send + Sync {
 
     /// The execution plan that runs the query and streams its rows.
     fn execution_plan(&self, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>>;
+}
+
+/// Whether a compiled query's outputs, of `types`, are exactly the columns DataFusion planned
+/// for `plan`: a query that would return another type (a count as a double, say) is declined.
+pub fn returns_planned_types(
+    plan: &LogicalPlan,
+    types: impl ExactSizeIterator<Item = DataType>,
+) -> bool {
+    let expected = plan.schema();
+    expected.fields().len() == types.len()
+        && expected
+            .fields()
+            .iter()
+            .zip(types)
+            .all(|(field, output)| field.data_type() == &output)
 }
 
 /// Finds the [`SubPlanSource`] behind a table provider of one connector kind, if it is one of
@@ -151,6 +171,9 @@ impl OptimizerRule for SubPlanRule {
             let Some(source) = self.single_source(&node) else {
                 return Ok(Transformed::no(node));
             };
+            if !source.pushdown() {
+                return Ok(Transformed::no(node));
+            }
             let Some(query) = source.compile(&node) else {
                 return Ok(Transformed::no(node));
             };

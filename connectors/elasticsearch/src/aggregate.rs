@@ -25,23 +25,22 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchemaRef, ScalarValue, Statistics, internal_err};
+use datafusion::common::{DFSchemaRef, ScalarValue};
 use datafusion::datasource::source_as_provider;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use polygate_connector_core::prefetch::Prefetched;
-use polygate_connector_core::scan::{remote_stream, scan_properties};
-use polygate_connector_core::subplan::{NativeQuery, SubPlanSource};
+use polygate_connector_core::remote_scan::{RemoteScan, RemoteScanExec, RemoteTable};
+use polygate_connector_core::subplan::{NativeQuery, SubPlanSource, returns_planned_types};
 use polygate_connector_core::{ConnectorError, SourceError};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -62,20 +61,21 @@ impl SubPlanSource for Remote {
         &self.source
     }
 
+    fn pushdown(&self) -> bool {
+        self.pushdown
+    }
+
     fn compile(&self, plan: &LogicalPlan) -> Option<Arc<dyn NativeQuery>> {
         let compiled = compile(plan)?;
-        // The outputs must be exactly the types DataFusion planned.
-        let expected = plan.schema();
-        if expected.fields().len() != compiled.outputs.len() {
+        let types = compiled
+            .outputs
+            .iter()
+            .map(|output| output.data_type.clone());
+        if !returns_planned_types(plan, types) {
             return None;
         }
-        for (field, output) in expected.fields().iter().zip(&compiled.outputs) {
-            if field.data_type() != &output.data_type {
-                return None;
-            }
-        }
         Some(Arc::new(CompiledAggregate {
-            schema: Arc::new(expected.as_arrow().clone()),
+            schema: Arc::new(plan.schema().as_arrow().clone()),
             ..compiled
         }))
     }
@@ -221,8 +221,10 @@ fn scanned(plan: &LogicalPlan) -> Option<Scanned> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;
-            let table = provider.downcast_ref::<IndexTable>()?;
-            if !table.pushes_down() || scan.fetch.is_some() {
+            let table = provider
+                .downcast_ref::<RemoteTable<IndexTable>>()?
+                .relation();
+            if scan.fetch.is_some() {
                 return None;
             }
             let queries = scan
@@ -600,10 +602,9 @@ impl NativeQuery for CompiledAggregate {
     }
 
     fn execution_plan(&self, _session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(SearchAggregateExec {
-            properties: Arc::new(scan_properties(Arc::clone(&self.schema), None, 1)),
-            aggregate: Arc::new(self.clone()),
-        }))
+        Ok(Arc::new(RemoteScanExec::new(SearchAggregate(Arc::new(
+            self.clone(),
+        )))))
     }
 }
 
@@ -614,82 +615,66 @@ impl CompiledAggregate {
 }
 
 /// Runs a compiled aggregate: one partition, a batch per page of buckets.
-#[derive(Debug)]
-struct SearchAggregateExec {
-    aggregate: Arc<CompiledAggregate>,
-    properties: Arc<PlanProperties>,
-}
+#[derive(Debug, Clone)]
+struct SearchAggregate(Arc<CompiledAggregate>);
 
-impl DisplayAs for SearchAggregateExec {
-    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+impl RemoteScan for SearchAggregate {
+    const NAME: &'static str = "SearchAggregateExec";
+
+    fn source(&self) -> &str {
+        &self.0.remote.source
+    }
+
+    fn response_timeout(&self) -> Duration {
+        self.0.remote.response_timeout
+    }
+
+    /// An aggregate's rows are computed: it takes no further sort, limit or projection.
+    fn pushdown(&self) -> bool {
+        false
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.0.schema
+    }
+
+    fn row_estimate(&self) -> Option<usize> {
+        None
+    }
+
+    fn limit(&self) -> Option<usize> {
+        None
+    }
+
+    fn partitions(&self) -> usize {
+        1
+    }
+
+    fn fmt_native(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "SearchAggregateExec: source={}, index={}, {}",
-            self.aggregate.remote.source,
-            self.aggregate.index,
-            self.aggregate.describe_request()
+            "source={}, index={}, {}",
+            self.0.remote.source,
+            self.0.index,
+            self.0.describe_request()
         )
     }
-}
 
-impl ExecutionPlan for SearchAggregateExec {
-    fn name(&self) -> &'static str {
-        "SearchAggregateExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
-        Ok(Arc::new(Statistics::new_unknown(&self.aggregate.schema)))
-    }
-
-    fn apply_expressions(
+    fn open(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            internal_err!("SearchAggregateExec has no children to replace")
-        }
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        _context: Arc<TaskContext>,
+        _partition: usize,
+        _context: &Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        if partition != 0 {
-            return internal_err!("SearchAggregateExec has one partition, asked for {partition}");
-        }
-        let aggregate = Arc::clone(&self.aggregate);
+        let aggregate = Arc::clone(&self.0);
         let batches = Prefetched::spawn(|sender| aggregate.run(sender));
         let batches = futures::stream::unfold(batches, |mut batches| async move {
             let batch = batches.next().await?;
             Some((batch, batches))
         });
-        let remote = &self.aggregate.remote;
-        Ok(remote_stream(
-            Box::pin(RecordBatchStreamAdapter::new(
-                Arc::clone(&self.aggregate.schema),
-                batches,
-            )),
-            &remote.source,
-            remote.response_timeout,
-        ))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.0.schema),
+            batches,
+        )))
     }
 }
 

@@ -195,7 +195,7 @@ impl ColumnBuilder {
             Kind::Integer(IntegerWidth::Long) => Values::Int64(Int64Builder::new()),
             Kind::UnsignedLong => Values::UInt64(UInt64Builder::new()),
             Kind::Float => Values::Float32(Float32Builder::new()),
-            Kind::Double => Values::Float64(Float64Builder::new()),
+            Kind::Double { .. } => Values::Float64(Float64Builder::new()),
             Kind::Boolean => Values::Bool(BooleanBuilder::new()),
             Kind::Date { nanos: false, .. } => {
                 Values::Millis(TimestampMillisecondBuilder::new().with_timezone("UTC"))
@@ -212,13 +212,13 @@ impl ColumnBuilder {
                 let children = [
                     Field {
                         name: "lat".to_owned(),
-                        kind: Kind::Double,
+                        kind: Kind::Double { scaled: false },
                         list: false,
                         searchable: false,
                     },
                     Field {
                         name: "lon".to_owned(),
-                        kind: Kind::Double,
+                        kind: Kind::Double { scaled: false },
                         list: false,
                         searchable: false,
                     },
@@ -264,7 +264,7 @@ impl ColumnBuilder {
             Kind::Integer(IntegerWidth::Long) => "a long",
             Kind::UnsignedLong => "an unsigned_long",
             Kind::Float => "a float",
-            Kind::Double => "a double",
+            Kind::Double { .. } => "a double",
             Kind::Boolean => "a boolean",
             Kind::Date { .. } => "a date in the field's format",
             Kind::Ip => "an ip",

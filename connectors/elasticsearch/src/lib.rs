@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::ScalarUDF;
 use polygate_connector_core::estimates::{ESTIMATE_MAX_AGE, RowEstimates};
+use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
@@ -67,8 +68,8 @@ impl ConnectorFactory for ElasticConnectorFactory {
 
     fn source_finder() -> Option<SourceFinder> {
         Some(|provider| {
-            let table = provider.downcast_ref::<IndexTable>()?;
-            Some(Arc::clone(table.remote()) as Arc<dyn SubPlanSource>)
+            let table = provider.downcast_ref::<RemoteTable<IndexTable>>()?;
+            Some(Arc::clone(table.relation().remote()) as Arc<dyn SubPlanSource>)
         })
     }
 }
@@ -191,10 +192,10 @@ impl ElasticConnector {
         )
         .map_err(|e| OptionError::new("ca_file", e))?;
         remote.response_timeout = context.response_timeout;
+        remote.pushdown = options.pushdown;
         Ok(Self {
             remote: Arc::new(remote),
             settings: Arc::new(ScanSettings {
-                pushdown: options.pushdown,
                 page_size: options.page_size as usize,
                 partition_documents: options.partition_documents,
                 paging,
@@ -435,7 +436,7 @@ impl Connector for ElasticConnector {
                 answer.get("count").and_then(Value::as_u64)
             })
             .await;
-        Ok(Arc::new(IndexTable::new(
+        Ok(Arc::new(RemoteTable::new(IndexTable::new(
             Arc::clone(&self.remote),
             Arc::clone(&self.settings),
             table.name.clone(),
@@ -443,7 +444,7 @@ impl Connector for ElasticConnector {
             Arc::clone(&schema.schema),
             Arc::clone(&schema.unkept),
             estimate,
-        )))
+        ))))
     }
 }
 

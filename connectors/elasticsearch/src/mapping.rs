@@ -42,7 +42,11 @@ pub(crate) enum Kind {
     /// float and half_float.
     Float,
     /// double and scaled_float (whose `_source` keeps the value as sent).
-    Double,
+    Double {
+        /// scaled_float: indexed rounded to its scaling factor, so that the cluster sorts by
+        /// a value other than the one read.
+        scaled: bool,
+    },
     Boolean,
     /// date (milliseconds) or date_nanos, with the formats `_source` strings are in.
     Date {
@@ -103,7 +107,7 @@ impl Kind {
             Kind::Integer(IntegerWidth::Long) => DataType::Int64,
             Kind::UnsignedLong => DataType::UInt64,
             Kind::Float => DataType::Float32,
-            Kind::Double => DataType::Float64,
+            Kind::Double { .. } => DataType::Float64,
             Kind::Boolean => DataType::Boolean,
             Kind::Date { nanos: false, .. } => {
                 DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
@@ -283,7 +287,8 @@ fn read_field(
         "byte" => Kind::Integer(IntegerWidth::Byte),
         "unsigned_long" => Kind::UnsignedLong,
         "float" | "half_float" => Kind::Float,
-        "double" | "scaled_float" => Kind::Double,
+        "double" => Kind::Double { scaled: false },
+        "scaled_float" => Kind::Double { scaled: true },
         "boolean" => Kind::Boolean,
         "date" | "date_nanos" => {
             let declared = overrides

@@ -27,45 +27,19 @@
 //! queries, never query strings; wildcard patterns escape `*`, `?` and `\`.
 
 use datafusion::common::{Column, ScalarValue};
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
-use polygate_connector_core::depth::within_pushdown_depth;
+use datafusion::logical_expr::{Expr, Operator};
+use polygate_connector_core::predicate::{
+    self, Leaves, LikeToken, Translated, integer_literal, string_literal, timestamp_nanos,
+};
 use serde_json::{Value, json};
 
 use crate::fulltext::FullText;
 use crate::mapping::{Field, IntegerWidth, Kind};
 
-/// A predicate as the queries matching the documents where it is TRUE and where it is FALSE,
-/// each when the cluster can answer it exactly.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Translated {
-    pub when_true: Option<Value>,
-    pub when_false: Option<Value>,
-}
-
-impl Translated {
-    fn new(when_true: Option<Value>, when_false: Option<Value>) -> Option<Self> {
-        (when_true.is_some() || when_false.is_some()).then_some(Self {
-            when_true,
-            when_false,
-        })
-    }
-
-    fn negated(self) -> Self {
-        Self {
-            when_true: self.when_false,
-            when_false: self.when_true,
-        }
-    }
-
-    fn negated_if(self, negate: bool) -> Self {
-        if negate { self.negated() } else { self }
-    }
-}
-
 /// The query selecting the documents where `expr` is TRUE, when the cluster answers it
 /// exactly.
 pub(crate) fn filter(fields: &dyn Fields, expr: &Expr) -> Option<Value> {
-    translate(fields, expr)?.when_true
+    predicate::when_true(&Dsl(fields), expr)
 }
 
 /// A field a query can address: its dotted path and how it reads.
@@ -156,6 +130,19 @@ impl FieldPath {
         }
     }
 
+    /// The path the cluster sorts this field by in DataFusion's order, if any: the ordered
+    /// paths, and doubles indexed as they are read (not `scaled_float`, rounded when
+    /// indexed). Lucene orders `-0.0` before `0.0` as DataFusion does, and JSON holds no NaN
+    /// or infinity.
+    pub fn sort_path(&self) -> Option<String> {
+        match self.field.kind {
+            Kind::Double { scaled: false } if !self.field.list && self.field.searchable => {
+                Some(self.dotted.clone())
+            }
+            _ => self.ordered_path(),
+        }
+    }
+
     /// The path equality with `value` is exact on, if any.
     fn equality_path(&self, value: &Value) -> Option<String> {
         match self.exactness()? {
@@ -189,176 +176,152 @@ pub(crate) fn safe_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['*', '?', '.']) && !name.starts_with('_')
 }
 
-/// Translates `expr`, or returns `None` when the cluster could not evaluate it exactly.
-pub(crate) fn translate(fields: &dyn Fields, expr: &Expr) -> Option<Translated> {
-    // A deeper expression would overflow the stack of this recursive translation; it stays
-    // with DataFusion.
-    if !within_pushdown_depth(expr) {
-        return None;
-    }
-    translate_expr(fields, expr)
-}
+/// The leaves of query DSL filters over `Fields`.
+struct Dsl<'a>(&'a dyn Fields);
 
-fn translate_expr(fields: &dyn Fields, expr: &Expr) -> Option<Translated> {
-    match expr {
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-            Operator::And | Operator::Or => {
-                let left = translate_expr(fields, left)?;
-                let right = translate_expr(fields, right)?;
-                let both = |a: Option<Value>, b: Option<Value>| Some(vec![a?, b?]);
-                let t = both(left.when_true, right.when_true);
-                let f = both(left.when_false, right.when_false);
-                if *op == Operator::And {
-                    Translated::new(t.map(all), f.map(any))
-                } else {
-                    Translated::new(t.map(any), f.map(all))
+impl Leaves for Dsl<'_> {
+    type Filter = Value;
+    type Field = FieldPath;
+    type Value = Value;
+
+    fn all(&self, queries: Vec<Value>) -> Value {
+        all(queries)
+    }
+
+    fn any(&self, queries: Vec<Value>) -> Value {
+        any(queries)
+    }
+
+    fn column(&self, column: &Column) -> Option<FieldPath> {
+        self.0.column(column)
+    }
+
+    fn nested(&self, path: FieldPath, name: &str) -> Option<FieldPath> {
+        let Kind::Object(children) = &path.field.kind else {
+            return None;
+        };
+        if path.field.list || !safe_name(name) {
+            return None;
+        }
+        let field = children.iter().find(|f| f.name == name)?.clone();
+        Some(FieldPath {
+            dotted: format!("{}.{name}", path.dotted),
+            field,
+        })
+    }
+
+    fn literal(&self, path: &FieldPath, value: &ScalarValue) -> Option<Value> {
+        literal(&path.field, value)
+    }
+
+    fn comparison(
+        &self,
+        path: &FieldPath,
+        op: Operator,
+        value: Value,
+    ) -> Option<Translated<Value>> {
+        let (when_true, when_false) = match op {
+            Operator::Eq | Operator::NotEq => {
+                let target = path.equality_path(&value)?;
+                let equal = json!({ "term": { target: { "value": value } } });
+                let unequal = path
+                    .exists_path()
+                    .map(|exists| not_matching(&exists, equal.clone()));
+                return Translated::new(Some(equal), unequal)
+                    .map(|t| t.negated_if(op == Operator::NotEq));
+            }
+            Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+                let target = path.ordered_path()?;
+                if matches!(path.field.kind, Kind::Boolean) {
+                    return None;
                 }
-            }
-            _ => {
-                let (path, op, value) = match (field_path(fields, left), field_path(fields, right))
-                {
-                    (Some(path), None) => (path, *op, right.as_ref()),
-                    (None, Some(path)) => (path, op.swap()?, left.as_ref()),
-                    _ => return None,
+                let (operator, opposite) = match op {
+                    Operator::Lt => ("lt", "gte"),
+                    Operator::LtEq => ("lte", "gt"),
+                    Operator::Gt => ("gt", "lte"),
+                    _ => ("gte", "lt"),
                 };
-                let value = literal(&path.field, value)?;
-                comparison(&path, op, value)
+                (
+                    range(path, &target, &[(operator, value.clone())]),
+                    range(path, &target, &[(opposite, value)]),
+                )
             }
-        },
-        Expr::Not(inner) => Some(translate_expr(fields, inner)?.negated()),
-        Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
-            let path = field_path(fields, inner)?;
-            let exists = json!({ "exists": { "field": path.exists_path()? } });
-            let missing = none(vec![exists.clone()]);
-            Translated::new(Some(exists), Some(missing))
-                .map(|t| t.negated_if(matches!(expr, Expr::IsNull(_))))
-        }
-        Expr::InList(in_list) => {
-            let path = field_path(fields, &in_list.expr)?;
-            let values = in_list
-                .list
-                .iter()
-                .map(|value| literal(&path.field, value))
-                .collect::<Option<Vec<Value>>>()?;
-            let target = values
-                .iter()
-                .map(|v| path.equality_path(v))
-                .collect::<Option<Vec<String>>>()?;
-            let target = target.first()?.clone();
-            let is_in = json!({ "terms": { target: values } });
-            let not_in = path
-                .exists_path()
-                .map(|exists| not_matching(&exists, is_in.clone()));
-            Translated::new(Some(is_in), not_in).map(|t| t.negated_if(in_list.negated))
-        }
-        Expr::Between(Between {
-            expr,
-            negated,
-            low,
-            high,
-        }) => {
-            let path = field_path(fields, expr)?;
-            let target = path.ordered_path()?;
-            let low = literal(&path.field, low)?;
-            let high = literal(&path.field, high)?;
-            let inside = range(
-                &path,
-                &target,
-                &[("gte", low.clone()), ("lte", high.clone())],
-            );
-            let outside = any(vec![
-                range(&path, &target, &[("lt", low)]),
-                range(&path, &target, &[("gt", high)]),
-            ]);
-            Translated::new(Some(inside), Some(outside)).map(|t| t.negated_if(*negated))
-        }
-        Expr::Like(Like {
-            negated,
-            expr,
-            pattern,
-            escape_char: None | Some('\\'),
-            case_insensitive: false,
-        }) => {
-            let path = field_path(fields, expr)?;
-            if !matches!(path.field.kind, Kind::Keyword { .. } | Kind::Text { .. }) {
-                return None;
-            }
-            let target = path.ordered_path()?;
-            let Expr::Literal(ScalarValue::Utf8(Some(pattern)), _) = pattern.as_ref() else {
-                return None;
-            };
-            let matches = like_query(&target, pattern)?;
-            let differs = path
-                .exists_path()
-                .map(|exists| not_matching(&exists, matches.clone()));
-            Translated::new(Some(matches), differs).map(|t| t.negated_if(*negated))
-        }
-        Expr::ScalarFunction(_) if FullText::of(expr).is_some() => {
-            let (kind, column, query) = FullText::of(expr)?;
-            let path = field_path(fields, column)?;
-            if !matches!(path.field.kind, Kind::Text { .. }) || path.field.list {
-                return None;
-            }
-            let Expr::Literal(
-                ScalarValue::Utf8(Some(query))
-                | ScalarValue::LargeUtf8(Some(query))
-                | ScalarValue::Utf8View(Some(query)),
-                _,
-            ) = query
-            else {
-                return None;
-            };
-            let matches = json!({ kind.name(): { path.dotted.clone(): { "query": query } } });
-            // A text field indexes every value, so `exists` on it is "not NULL".
-            let differs = not_matching(&path.dotted, matches.clone());
-            Translated::new(Some(matches), Some(differs))
-        }
-        // A boolean column on its own.
-        other => {
-            let path = field_path(fields, other)?;
-            if path.field.kind != Kind::Boolean || path.field.list {
-                return None;
-            }
-            let target = path.ordered_path()?;
-            Translated::new(
-                Some(json!({ "term": { target.clone(): { "value": true } } })),
-                Some(json!({ "term": { target: { "value": false } } })),
-            )
-        }
+            _ => return None,
+        };
+        Some(Translated::exact(when_true, when_false))
     }
-}
 
-/// The comparison `path op value`, for both truth values.
-fn comparison(path: &FieldPath, op: Operator, value: Value) -> Option<Translated> {
-    let (when_true, when_false) = match op {
-        Operator::Eq | Operator::NotEq => {
-            let target = path.equality_path(&value)?;
-            let equal = json!({ "term": { target: { "value": value } } });
-            let unequal = path
-                .exists_path()
-                .map(|exists| not_matching(&exists, equal.clone()));
-            return Translated::new(Some(equal), unequal)
-                .map(|t| t.negated_if(op == Operator::NotEq));
+    fn is_null(&self, path: &FieldPath) -> Option<Translated<Value>> {
+        let exists = json!({ "exists": { "field": path.exists_path()? } });
+        Some(Translated::exact(none(vec![exists.clone()]), exists))
+    }
+
+    fn in_list(&self, path: &FieldPath, values: Vec<Value>) -> Option<Translated<Value>> {
+        let targets = values
+            .iter()
+            .map(|v| path.equality_path(v))
+            .collect::<Option<Vec<String>>>()?;
+        let target = targets.first()?.clone();
+        let is_in = json!({ "terms": { target: values } });
+        let not_in = path
+            .exists_path()
+            .map(|exists| not_matching(&exists, is_in.clone()));
+        Translated::new(Some(is_in), not_in)
+    }
+
+    fn between(&self, path: &FieldPath, low: Value, high: Value) -> Option<Translated<Value>> {
+        let target = path.ordered_path()?;
+        let inside = range(
+            path,
+            &target,
+            &[("gte", low.clone()), ("lte", high.clone())],
+        );
+        let outside = any(vec![
+            range(path, &target, &[("lt", low)]),
+            range(path, &target, &[("gt", high)]),
+        ]);
+        Some(Translated::exact(inside, outside))
+    }
+
+    fn like(&self, path: &FieldPath, pattern: &[LikeToken]) -> Option<Translated<Value>> {
+        if !matches!(path.field.kind, Kind::Keyword { .. } | Kind::Text { .. }) {
+            return None;
         }
-        Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
-            let target = path.ordered_path()?;
-            if matches!(path.field.kind, Kind::Boolean) {
-                return None;
-            }
-            let (operator, opposite) = match op {
-                Operator::Lt => ("lt", "gte"),
-                Operator::LtEq => ("lte", "gt"),
-                Operator::Gt => ("gt", "lte"),
-                _ => ("gte", "lt"),
-            };
-            (
-                range(path, &target, &[(operator, value.clone())]),
-                range(path, &target, &[(opposite, value)]),
-            )
+        let target = path.ordered_path()?;
+        let matches = like_query(&target, pattern);
+        let differs = path
+            .exists_path()
+            .map(|exists| not_matching(&exists, matches.clone()));
+        Translated::new(Some(matches), differs)
+    }
+
+    fn boolean(&self, path: &FieldPath) -> Option<Translated<Value>> {
+        if path.field.kind != Kind::Boolean || path.field.list {
+            return None;
         }
-        _ => return None,
-    };
-    Translated::new(Some(when_true), Some(when_false))
+        let target = path.ordered_path()?;
+        Some(Translated::exact(
+            json!({ "term": { target.clone(): { "value": true } } }),
+            json!({ "term": { target: { "value": false } } }),
+        ))
+    }
+
+    /// `match(text, 'words')` and `match_phrase(text, 'words')`.
+    fn function(&self, expr: &Expr) -> Option<Translated<Value>> {
+        let (kind, column, query) = FullText::of(expr)?;
+        let path = predicate::field(self, column)?;
+        if !matches!(path.field.kind, Kind::Text { .. }) || path.field.list {
+            return None;
+        }
+        let Expr::Literal(query, _) = query else {
+            return None;
+        };
+        let query = string_literal(query)?;
+        let matches = json!({ kind.name(): { path.dotted.clone(): { "query": query } } });
+        // A text field indexes every value, so `exists` on it is "not NULL".
+        let differs = not_matching(&path.dotted, matches.clone());
+        Some(Translated::exact(matches, differs))
+    }
 }
 
 /// The documents whose value at `target` is within every bound: a `range` query, where dates
@@ -433,112 +396,45 @@ fn none(queries: Vec<Value>) -> Value {
     json!({ "bool": { "must_not": queries } })
 }
 
-/// One step of a LIKE pattern.
-#[derive(Clone, Copy, PartialEq)]
-enum Token {
-    Char(char),
-    /// `%`
-    Many,
-    /// `_`
-    One,
-}
-
-/// `LIKE pattern` (backslash escapes) as a `term` query when it has no wildcards, a
-/// `prefix` query when it is literal characters and one final `%`, or else a `wildcard`
-/// query in which every character but `%` and `_` is literal.
-fn like_query(target: &str, pattern: &str) -> Option<Value> {
-    let mut tokens = Vec::new();
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        tokens.push(match c {
-            // An escape before nothing is an error in SQL: leave it to DataFusion.
-            '\\' => Token::Char(chars.next()?),
-            '%' => Token::Many,
-            '_' => Token::One,
-            c => Token::Char(c),
-        });
-    }
+/// `LIKE pattern` as a `term` query when it has no wildcards, a `prefix` query when it is
+/// literal characters and one final `%`, or else a `wildcard` query in which every
+/// character but `%` and `_` is literal.
+fn like_query(target: &str, tokens: &[LikeToken]) -> Value {
     let literal: String = tokens
         .iter()
         .map_while(|t| match t {
-            Token::Char(c) => Some(*c),
+            LikeToken::Char(c) => Some(*c),
             _ => None,
         })
         .collect();
-    let rest = tokens.get(literal.chars().count()..)?;
-    Some(match rest {
+    match tokens.get(literal.chars().count()..).unwrap_or_default() {
         [] => json!({ "term": { target: { "value": literal } } }),
-        [Token::Many] => json!({ "prefix": { target: { "value": literal } } }),
+        [LikeToken::Many] => json!({ "prefix": { target: { "value": literal } } }),
         _ => {
             let mut wildcard = String::new();
-            for token in &tokens {
+            for token in tokens {
                 match token {
-                    Token::Char(c) => {
+                    LikeToken::Char(c) => {
                         if matches!(c, '*' | '?' | '\\') {
                             wildcard.push('\\');
                         }
                         wildcard.push(*c);
                     }
-                    Token::Many => wildcard.push('*'),
-                    Token::One => wildcard.push('?'),
+                    LikeToken::Many => wildcard.push('*'),
+                    LikeToken::One => wildcard.push('?'),
                 }
             }
             json!({ "wildcard": { target: { "value": wildcard } } })
         }
-    })
-}
-
-/// The field `expr` addresses (a column, or `get_field` into an object column).
-pub(crate) fn field_path(fields: &dyn Fields, expr: &Expr) -> Option<FieldPath> {
-    match expr {
-        Expr::Column(column) => fields.column(column),
-        Expr::ScalarFunction(function) if function.func.name() == "get_field" => {
-            let (base, names) = function.args.split_first()?;
-            let mut path = field_path(fields, base)?;
-            for name in names {
-                let Expr::Literal(ScalarValue::Utf8(Some(name)), _) = name else {
-                    return None;
-                };
-                let Kind::Object(children) = &path.field.kind else {
-                    return None;
-                };
-                if path.field.list || !safe_name(name) {
-                    return None;
-                }
-                let field = children.iter().find(|f| &f.name == name)?.clone();
-                path = FieldPath {
-                    dotted: format!("{}.{name}", path.dotted),
-                    field,
-                };
-            }
-            Some(path)
-        }
-        _ => None,
     }
 }
 
 /// The JSON value of a literal compared with `field`, when the cluster compares them exactly
 /// as SQL compares the literal with the column.
-pub(crate) fn literal(field: &Field, expr: &Expr) -> Option<Value> {
-    let Expr::Literal(value, _) = expr else {
-        return None;
-    };
-    let integer = || -> Option<i128> {
-        Some(match value {
-            ScalarValue::Int8(Some(v)) => i128::from(*v),
-            ScalarValue::Int16(Some(v)) => i128::from(*v),
-            ScalarValue::Int32(Some(v)) => i128::from(*v),
-            ScalarValue::Int64(Some(v)) => i128::from(*v),
-            ScalarValue::UInt8(Some(v)) => i128::from(*v),
-            ScalarValue::UInt16(Some(v)) => i128::from(*v),
-            ScalarValue::UInt32(Some(v)) => i128::from(*v),
-            ScalarValue::UInt64(Some(v)) => i128::from(*v),
-            _ => return None,
-        })
-    };
+pub(crate) fn literal(field: &Field, value: &ScalarValue) -> Option<Value> {
     Some(match &field.kind {
         Kind::Integer(width) => {
-            let v = integer()?;
+            let v = integer_literal(value)?;
             let fits = match width {
                 IntegerWidth::Byte => i8::try_from(v).is_ok(),
                 IntegerWidth::Short => i16::try_from(v).is_ok(),
@@ -551,25 +447,14 @@ pub(crate) fn literal(field: &Field, expr: &Expr) -> Option<Value> {
             }
             Value::from(i64::try_from(v).ok()?)
         }
-        Kind::UnsignedLong => Value::from(u64::try_from(integer()?).ok()?),
-        Kind::Keyword { .. } | Kind::Text { .. } => match value {
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::LargeUtf8(Some(s))
-            | ScalarValue::Utf8View(Some(s)) => Value::from(s.as_str()),
-            _ => return None,
-        },
+        Kind::UnsignedLong => Value::from(u64::try_from(integer_literal(value)?).ok()?),
+        Kind::Keyword { .. } | Kind::Text { .. } => Value::from(string_literal(value)?),
         Kind::Boolean => match value {
             ScalarValue::Boolean(Some(b)) => Value::from(*b),
             _ => return None,
         },
         Kind::Date { .. } => {
-            let ns: i128 = match value {
-                ScalarValue::TimestampSecond(Some(v), _) => i128::from(*v) * 1_000_000_000,
-                ScalarValue::TimestampMillisecond(Some(v), _) => i128::from(*v) * 1_000_000,
-                ScalarValue::TimestampMicrosecond(Some(v), _) => i128::from(*v) * 1_000,
-                ScalarValue::TimestampNanosecond(Some(v), _) => i128::from(*v),
-                _ => return None,
-            };
+            let ns = timestamp_nanos(value)?;
             // The cluster compares at its own precision: a finer literal would be rounded.
             if ns % 1_000_000 != 0 {
                 return None;

@@ -129,6 +129,8 @@ pub(crate) struct Remote {
     flavour: OnceCell<Flavour>,
     /// The longest a scan waits for its next page (`response_timeout_secs`).
     pub response_timeout: Duration,
+    /// Whether the cluster runs what it answers exactly (`pushdown`).
+    pub pushdown: bool,
 }
 
 /// Authentication to send with every request.
@@ -189,6 +191,7 @@ impl Remote {
             authorization,
             flavour: OnceCell::new(),
             response_timeout: polygate_connector_core::SourceContext::DEFAULT_RESPONSE_TIMEOUT,
+            pushdown: true,
         })
     }
 

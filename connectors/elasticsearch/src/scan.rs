@@ -3,27 +3,23 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Float32Builder, RecordBatchOptions, StringBuilder};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Statistics, internal_err};
-use datafusion::datasource::TableType;
+use datafusion::catalog::Session;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
-use datafusion::physical_plan::SortOrderPushdownResult;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalSortExpr;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use polygate_connector_core::prefetch::{Prefetched, open_detached};
-use polygate_connector_core::scan::{
-    estimated_rows, partition_statistics, partitions, remote_stream, scan_properties,
-};
+use polygate_connector_core::remote_scan::{RemoteRelation, RemoteScan, RemoteScanExec};
+use polygate_connector_core::scan::{partitions, scan_filters};
 use polygate_connector_core::{ConnectorError, SourceError};
 use reqwest::Method;
 use serde::Deserialize;
@@ -54,7 +50,6 @@ const KEEP_ALIVE: &str = "2m";
 /// What a source's scans share.
 #[derive(Debug)]
 pub(crate) struct ScanSettings {
-    pub pushdown: bool,
     pub page_size: usize,
     pub partition_documents: u64,
     pub paging: Paging,
@@ -115,50 +110,31 @@ impl IndexTable {
     pub fn field_at(&self, i: usize) -> Option<&Field> {
         self.fields.get(i.checked_sub(METADATA_COLUMNS)?)
     }
-
-    /// Whether the source lets the cluster run what it answers exactly.
-    pub fn pushes_down(&self) -> bool {
-        self.settings.pushdown
-    }
 }
 
 #[async_trait]
-impl TableProvider for IndexTable {
+impl RemoteRelation for IndexTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
+    fn pushdown(&self) -> bool {
+        self.remote.pushdown
     }
 
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|expr| {
-                if self.settings.pushdown && filter(self.fields.as_ref(), expr).is_some() {
-                    TableProviderFilterPushDown::Exact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+    /// When the cluster selects exactly the documents for which it is TRUE (see
+    /// [`crate::query`]).
+    fn filters_exactly(&self, expr: &Expr) -> bool {
+        filter(self.fields.as_ref(), expr).is_some()
     }
 
     async fn scan(
         &self,
         state: &dyn Session,
-        projection: Option<&Vec<usize>>,
+        projection: Vec<usize>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let projection: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..self.schema.fields().len()).collect(),
-        };
         let schema = Arc::new(self.schema.project(&projection)?);
         let columns: Vec<Column> = projection
             .iter()
@@ -188,21 +164,16 @@ impl TableProvider for IndexTable {
             relevance: Vec::new(),
             sort: Vec::new(),
             columns,
-            limit: None,
+            limit,
         };
-        if self.settings.pushdown {
-            for expr in filters {
-                let query = filter(self.fields.as_ref(), expr).ok_or_else(|| {
-                    DataFusionError::Internal("a filter reported exact has no query".into())
-                })?;
-                // Full-text conditions select and score; the others only select.
-                if has_full_text(expr) {
-                    search.relevance.push(query);
-                } else {
-                    search.filters.push(query);
-                }
+        let queries = scan_filters(filters, |expr| filter(self.fields.as_ref(), expr))?;
+        for (expr, query) in filters.iter().zip(queries) {
+            // Full-text conditions select and score; the others only select.
+            if has_full_text(expr) {
+                search.relevance.push(query);
+            } else {
+                search.filters.push(query);
             }
-            search.limit = limit;
         }
         let slices = match (self.estimate, search.limit) {
             (Some(documents), None) => partitions(
@@ -222,19 +193,18 @@ impl TableProvider for IndexTable {
             Paging::PointInTime => true,
             Paging::Scroll => false,
         };
-        Ok(Arc::new(SearchExec::new(
-            Arc::clone(&self.remote),
-            Arc::clone(&self.settings),
-            self.index.clone(),
+        Ok(Arc::new(SearchExec::new(IndexSearch {
+            remote: Arc::clone(&self.remote),
+            settings: Arc::clone(&self.settings),
+            index: self.index.clone(),
             schema,
             search,
-            Layout {
+            layout: Layout {
                 slices,
                 point_in_time,
-                ordering: None,
             },
-            self.estimate,
-        )))
+            estimate: self.estimate,
+        })))
     }
 }
 
@@ -363,13 +333,14 @@ struct Layout {
     slices: usize,
     /// Whether pages come from a point in time (else from a scroll).
     point_in_time: bool,
-    /// The order of each partition's rows, when the search sorts.
-    ordering: Option<Vec<PhysicalSortExpr>>,
 }
 
-/// Scans an index with one search per partition.
-#[derive(Debug)]
-pub(crate) struct SearchExec {
+/// Scans an index.
+pub(crate) type SearchExec = RemoteScanExec<IndexSearch>;
+
+/// One search per partition, paged.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexSearch {
     remote: Arc<Remote>,
     settings: Arc<ScanSettings>,
     index: String,
@@ -377,54 +348,15 @@ pub(crate) struct SearchExec {
     search: Search,
     layout: Layout,
     estimate: Option<u64>,
-    properties: Arc<PlanProperties>,
-    statistics: Arc<Statistics>,
 }
 
-impl SearchExec {
-    fn new(
-        remote: Arc<Remote>,
-        settings: Arc<ScanSettings>,
-        index: String,
-        schema: SchemaRef,
-        search: Search,
-        layout: Layout,
-        estimate: Option<u64>,
-    ) -> Self {
-        let properties = scan_properties(
-            Arc::clone(&schema),
-            layout.ordering.as_deref(),
-            layout.slices,
-        );
-        let rows = estimated_rows(estimate.map(|rows| rows as usize), search.limit);
-        let statistics = Statistics::new_unknown(&schema).with_num_rows(rows);
+impl IndexSearch {
+    /// This scan with another search, in the same slices.
+    fn with_search(&self, search: Search) -> Self {
         Self {
-            remote,
-            settings,
-            index,
-            schema,
             search,
-            layout,
-            estimate,
-            properties: Arc::new(properties),
-            statistics: Arc::new(statistics),
+            ..self.clone()
         }
-    }
-
-    /// This scan with another search and ordering.
-    fn with_search(&self, search: Search, ordering: Option<Vec<PhysicalSortExpr>>) -> Self {
-        Self::new(
-            Arc::clone(&self.remote),
-            Arc::clone(&self.settings),
-            self.index.clone(),
-            Arc::clone(&self.schema),
-            search,
-            Layout {
-                ordering,
-                ..self.layout.clone()
-            },
-            self.estimate,
-        )
     }
 
     /// How the partitions page.
@@ -440,7 +372,7 @@ impl SearchExec {
 
     /// The sort clauses for `order`, when the cluster orders the hits exactly as DataFusion
     /// would: by single-valued fields whose every value is indexed unchanged (keywords,
-    /// integers, dates, booleans, text by its plain keyword sub-field), with NULLs first or
+    /// integers, doubles, dates, booleans, text by its plain keyword sub-field), with NULLs first or
     /// last as asked, or by relevance.
     fn sort_for(&self, order: &[PhysicalSortExpr]) -> Option<Vec<Value>> {
         let mut sort = Vec::with_capacity(order.len());
@@ -464,7 +396,7 @@ impl SearchExec {
                     if !safe_name(&field.name) {
                         return None;
                     }
-                    let target = path.ordered_path()?;
+                    let target = path.sort_path()?;
                     let missing = if key.options.nulls_first {
                         "_first"
                     } else {
@@ -479,13 +411,39 @@ impl SearchExec {
     }
 }
 
-impl DisplayAs for SearchExec {
-    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "SearchExec: source={}, index={}",
-            self.remote.source, self.index
-        )?;
+impl RemoteScan for IndexSearch {
+    const NAME: &'static str = "SearchExec";
+
+    fn source(&self) -> &str {
+        &self.remote.source
+    }
+
+    fn response_timeout(&self) -> Duration {
+        self.remote.response_timeout
+    }
+
+    fn pushdown(&self) -> bool {
+        self.remote.pushdown
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn row_estimate(&self) -> Option<usize> {
+        self.estimate.map(|rows| rows as usize)
+    }
+
+    fn limit(&self) -> Option<usize> {
+        self.search.limit
+    }
+
+    fn partitions(&self) -> usize {
+        self.layout.slices.max(1)
+    }
+
+    fn fmt_native(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "source={}, index={}", self.remote.source, self.index)?;
         let mode = self.mode();
         write!(f, ", paging={mode}")?;
         if self.layout.slices > 1 {
@@ -498,99 +456,29 @@ impl DisplayAs for SearchExec {
             .min(self.settings.page_size);
         write!(f, ", body={}", Value::Object(self.search.body(mode, size)))
     }
-}
 
-impl ExecutionPlan for SearchExec {
-    fn name(&self) -> &'static str {
-        "SearchExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        Ok(partition_statistics(
-            &self.statistics,
-            &self.schema,
-            self.layout.slices,
-            partition,
-        ))
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            internal_err!("SearchExec has no children to replace")
-        }
-    }
-
-    fn fetch(&self) -> Option<usize> {
-        self.search.limit
-    }
-
-    /// ORDER BY ... LIMIT: when the cluster sorts exactly as DataFusion, the search sorts and
-    /// DataFusion's sort goes; the optimizer then hands the limit down through `with_fetch`.
-    fn try_pushdown_sort(
-        &self,
-        order: &[PhysicalSortExpr],
-    ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
-        if !self.settings.pushdown || self.search.limit.is_some() || !self.search.sort.is_empty() {
-            return Ok(SortOrderPushdownResult::Unsupported);
-        }
-        let Some(sort) = self.sort_for(order) else {
-            return Ok(SortOrderPushdownResult::Unsupported);
-        };
-        let search = Search {
-            sort,
-            ..self.search.clone()
-        };
-        Ok(SortOrderPushdownResult::Exact {
-            inner: Arc::new(self.with_search(search, Some(order.to_vec()))),
-        })
-    }
-
-    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
-        if !self.settings.pushdown {
-            return None;
-        }
-        let limit = match (self.search.limit, limit) {
-            (Some(current), Some(new)) => Some(current.min(new)),
-            (current, new) => current.or(new),
-        };
-        let search = Search {
+    fn with_limit(&self, limit: Option<usize>) -> Option<Self> {
+        Some(self.with_search(Search {
             limit,
             ..self.search.clone()
-        };
-        Some(Arc::new(
-            self.with_search(search, self.layout.ordering.clone()),
-        ))
+        }))
     }
 
-    fn execute(
+    /// When the cluster sorts exactly as DataFusion (see [`IndexSearch::sort_for`]).
+    fn with_sort(&self, order: &[PhysicalSortExpr]) -> Option<Self> {
+        let sort = self.sort_for(order)?;
+        Some(self.with_search(Search {
+            sort,
+            ..self.search.clone()
+        }))
+    }
+
+    fn open(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        _context: &Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let slices = self.layout.slices;
-        if partition >= slices {
-            return internal_err!("SearchExec has {slices} partitions, asked for {partition}");
-        }
         let pager = Pager {
             remote: Arc::clone(&self.remote),
             index: self.index.clone(),
@@ -629,14 +517,10 @@ impl ExecutionPlan for SearchExec {
                     None => Ok(None),
                 }
             });
-        Ok(remote_stream(
-            Box::pin(RecordBatchStreamAdapter::new(
-                Arc::clone(&self.schema),
-                stream,
-            )),
-            &self.remote.source,
-            self.remote.response_timeout,
-        ))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            stream,
+        )))
     }
 }
 

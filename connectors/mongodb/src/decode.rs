@@ -13,6 +13,7 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{Field, FieldRef, Fields};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Bson, RawBsonRef, RawDocument};
+use polygate_connector_core::scan::canonical_f64;
 
 use crate::decimal::Bid;
 use crate::types::{FieldType, struct_fields};
@@ -252,7 +253,7 @@ impl ColumnBuilder {
                 true
             }
             (Values::Double(b), RawBsonRef::Double(v)) => {
-                b.append_value(v);
+                b.append_value(canonical_f64(v));
                 true
             }
             (Values::Double(b), RawBsonRef::Int32(v)) => {

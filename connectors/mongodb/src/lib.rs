@@ -11,6 +11,7 @@ mod decimal;
 mod decode;
 mod filter;
 mod options;
+mod order;
 mod pipeline;
 mod scan;
 mod schema;
@@ -28,6 +29,7 @@ use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 use polygate_connector_core::estimates::{ESTIMATE_MAX_AGE, RowEstimates};
+use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
@@ -56,8 +58,8 @@ impl ConnectorFactory for MongoConnectorFactory {
 
     fn source_finder() -> Option<SourceFinder> {
         Some(|provider| {
-            let table = provider.downcast_ref::<MongoTable>()?;
-            Some(Arc::clone(table.remote()) as Arc<dyn SubPlanSource>)
+            let table = provider.downcast_ref::<RemoteTable<MongoTable>>()?;
+            Some(Arc::clone(table.relation().remote()) as Arc<dyn SubPlanSource>)
         })
     }
 }
@@ -390,11 +392,11 @@ impl Connector for MongoConnector {
                 collection.estimated_document_count().await.ok()
             })
             .await;
-        Ok(Arc::new(MongoTable::new(
+        Ok(Arc::new(RemoteTable::new(MongoTable::new(
             Arc::clone(&self.remote),
             table.clone(),
             schema,
             estimate,
-        )))
+        ))))
     }
 }

@@ -1,40 +1,37 @@
 //! Scanning a collection: a table provider, and an execution plan that streams an aggregation
 //! pipeline's raw batches into Arrow record batches.
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
-use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Statistics, internal_err};
-use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::ScalarFunctionExpr;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
-use datafusion::physical_plan::SortOrderPushdownResult;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::expressions::{Column, Literal};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 use mongodb::bson::{Bson, Document, RawBsonRef, doc};
 use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor};
 use polygate_connector_core::prefetch::{Prefetched, open_detached};
-use polygate_connector_core::scan::{
-    estimated_rows, partition_statistics, partitions, remote_stream, scan_properties,
-};
+use polygate_connector_core::remote_scan::{RemoteRelation, RemoteScan, RemoteScanExec};
+use polygate_connector_core::scan::{partitions, scan_filters};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
 use crate::Remote;
 use crate::decode::{RecordDecoder, extended_json};
-use crate::filter::{safe_name, translate};
+use crate::filter::{filter, safe_name};
+use crate::order::{SortKey, is_flag, sort_stage};
 use crate::pipeline::Pipeline;
 use crate::schema::CollectionSchema;
 use crate::types::FieldType;
@@ -131,44 +128,28 @@ fn id_ranges(ids: Vec<Bson>, parts: usize) -> Vec<Document> {
 }
 
 #[async_trait]
-impl TableProvider for MongoTable {
+impl RemoteRelation for MongoTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(self.schema.arrow())
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
+    fn pushdown(&self) -> bool {
+        self.remote.pushdown
     }
 
-    /// A filter is `Exact` when MongoDB selects exactly the documents for which it is TRUE
-    /// (see [`crate::filter`]); every other filter stays with DataFusion.
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|filter| {
-                if self.remote.pushdown && translate(self.schema.as_ref(), filter).is_some() {
-                    TableProviderFilterPushDown::Exact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+    /// When MongoDB selects exactly the documents for which it is TRUE (see
+    /// [`crate::filter`]).
+    fn filters_exactly(&self, expr: &Expr) -> bool {
+        filter(self.schema.as_ref(), expr).is_some()
     }
 
     async fn scan(
         &self,
         state: &dyn Session,
-        projection: Option<&Vec<usize>>,
+        indices: Vec<usize>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let indices: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..self.schema.columns().len()).collect(),
-        };
         let projected = self.schema.project(&indices).ok_or_else(|| {
             DataFusionError::Internal(format!(
                 "projection {indices:?} is outside the {} columns of collection {}",
@@ -176,15 +157,7 @@ impl TableProvider for MongoTable {
                 self.collection
             ))
         })?;
-        let mut conditions = Vec::new();
-        for filter in filters {
-            let translated = translate(self.schema.as_ref(), filter).ok_or_else(|| {
-                DataFusionError::Internal(format!("filter {filter} was not reported pushable"))
-            })?;
-            conditions.push(translated.when_true);
-        }
-        // With `pushdown = false` a LIMIT stays with DataFusion, like everything else.
-        let limit = limit.filter(|_| self.remote.pushdown);
+        let mut conditions = scan_filters(filters, |expr| filter(self.schema.as_ref(), expr))?;
         let scan = ScanQuery {
             filter: match conditions.len() {
                 0 => None,
@@ -204,7 +177,7 @@ impl TableProvider for MongoTable {
         } else {
             Vec::new()
         };
-        Ok(Arc::new(MongoScanExec::new(
+        Ok(Arc::new(MongoScanExec::new(MongoScan::new(
             Arc::clone(&self.remote),
             self.collection.clone(),
             Arc::clone(projected.arrow()),
@@ -212,7 +185,7 @@ impl TableProvider for MongoTable {
             ranges,
             self.estimate,
             state.config().batch_size(),
-        )))
+        ))))
     }
 }
 
@@ -261,9 +234,6 @@ impl ScanColumn {
 /// The prefix of the keys nested fields are projected to; no column may have such a name.
 const NESTED_KEY: &str = "__polygate_path_";
 
-/// The prefix of the null flags a sort adds; no column may have such a name.
-const NULL_FLAG: &str = "__polygate_null_";
-
 impl ScanQuery {
     fn pipeline(&self) -> Pipeline {
         let mut stages = Vec::new();
@@ -295,41 +265,27 @@ impl ScanQuery {
         Pipeline { stages }
     }
 
-    /// The `$sort` for `order`, when MongoDB orders exactly as DataFusion: scalar columns
-    /// other than doubles (NaN and -0 order differently), NULLs placed by a flag where
-    /// MongoDB's placement (first ascending, last descending) is not the one asked for.
+    /// The flags and `$sort` for `order`, when MongoDB orders exactly as DataFusion (see
+    /// [`crate::order`]).
     fn sort_for(&self, order: &[PhysicalSortExpr]) -> Option<(Document, Document)> {
-        let mut flags = Document::new();
-        let mut sort = Document::new();
-        if self.columns.iter().any(|c| c.key.starts_with(NULL_FLAG)) {
+        if self.columns.iter().any(|c| is_flag(&c.key)) {
             return None;
         }
-        for (i, key) in order.iter().enumerate() {
-            let column = key.expr.downcast_ref::<Column>()?;
-            let scan_column = self.columns.get(column.index())?;
-            let field = &scan_column.field;
-            if !field.is_scalar() || *field == FieldType::Double || !scan_column.addressable() {
-                return None;
-            }
-            // A nested field sorts by its path, before the projection names it.
-            let name = &scan_column.path;
-            if sort.contains_key(name) {
-                continue;
-            }
-            let direction = if key.options.descending { -1 } else { 1 };
-            // MongoDB puts missing and null first ascending, last descending.
-            if key.options.nulls_first == key.options.descending && name != "_id" {
-                let flag = format!("{NULL_FLAG}{i}");
-                flags.insert(
-                    &flag,
-                    doc! { "$in": [{ "$type": format!("${name}") }, ["missing", "null"]] },
-                );
-                // false (a value) sorts before true (NULL).
-                sort.insert(flag, if key.options.nulls_first { -1 } else { 1 });
-            }
-            sort.insert(name, direction);
-        }
-        Some((flags, sort))
+        let keys = order
+            .iter()
+            .map(|key| {
+                let column = key.expr.downcast_ref::<Column>()?;
+                let scan_column = self.columns.get(column.index())?;
+                // A nested field sorts by its path, before the projection names it.
+                scan_column.addressable().then_some(SortKey {
+                    path: &scan_column.path,
+                    field: &scan_column.field,
+                    descending: key.options.descending,
+                    nulls_first: key.options.nulls_first,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        sort_stage(keys)
     }
 }
 
@@ -369,10 +325,13 @@ impl Reading {
     }
 }
 
-/// The physical scan of a collection: one aggregation pipeline per partition, streamed in
-/// raw batches. EXPLAIN shows the pipeline with values elided.
-#[derive(Debug)]
-pub(crate) struct MongoScanExec {
+/// The physical scan of a collection, or of a compiled sub-plan.
+pub(crate) type MongoScanExec = RemoteScanExec<MongoScan>;
+
+/// One aggregation pipeline per partition, streamed in raw batches. EXPLAIN shows the
+/// pipeline with values elided.
+#[derive(Debug, Clone)]
+pub(crate) struct MongoScan {
     remote: Arc<Remote>,
     collection: TableRef,
     schema: SchemaRef,
@@ -380,13 +339,10 @@ pub(crate) struct MongoScanExec {
     /// The `_id` ranges of a parallel scan, one per partition; empty for one partition.
     ranges: Vec<Document>,
     estimate: Option<u64>,
-    ordering: Option<Vec<PhysicalSortExpr>>,
     batch_size: usize,
-    properties: Arc<PlanProperties>,
-    statistics: Arc<Statistics>,
 }
 
-impl MongoScanExec {
+impl MongoScan {
     pub(crate) fn new(
         remote: Arc<Remote>,
         collection: TableRef,
@@ -396,32 +352,6 @@ impl MongoScanExec {
         estimate: Option<u64>,
         batch_size: usize,
     ) -> Self {
-        Self::with_ordering(
-            remote, collection, schema, reading, ranges, estimate, batch_size, None,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn with_ordering(
-        remote: Arc<Remote>,
-        collection: TableRef,
-        schema: SchemaRef,
-        reading: Reading,
-        ranges: Vec<Document>,
-        estimate: Option<u64>,
-        batch_size: usize,
-        ordering: Option<Vec<PhysicalSortExpr>>,
-    ) -> Self {
-        let properties = scan_properties(Arc::clone(&schema), ordering.as_deref(), ranges.len());
-        let limit = match &reading {
-            Reading::Scan(scan) => scan.limit,
-            Reading::SubPlan { .. } => None,
-        };
-        let rows = match &reading {
-            Reading::SubPlan { .. } => Precision::Absent,
-            Reading::Scan(_) => estimated_rows(estimate.map(|rows| rows as usize), limit),
-        };
-        let statistics = Statistics::new_unknown(&schema).with_num_rows(rows);
         Self {
             remote,
             collection,
@@ -429,10 +359,7 @@ impl MongoScanExec {
             reading,
             ranges,
             estimate,
-            ordering,
             batch_size,
-            properties: Arc::new(properties),
-            statistics: Arc::new(statistics),
         }
     }
 
@@ -443,26 +370,52 @@ impl MongoScanExec {
         }
     }
 
-    fn with_scan(&self, scan: ScanQuery, ordering: Option<Vec<PhysicalSortExpr>>) -> Self {
-        // A sorted or limited scan is one pipeline.
-        Self::with_ordering(
-            Arc::clone(&self.remote),
-            self.collection.clone(),
-            Arc::clone(&self.schema),
-            Reading::Scan(Box::new(scan)),
-            Vec::new(),
-            self.estimate,
-            self.batch_size,
-            ordering,
-        )
+    /// This scan reading `scan`: a sorted or limited scan is one pipeline.
+    fn whole(&self, scan: ScanQuery) -> Self {
+        Self {
+            reading: Reading::Scan(Box::new(scan)),
+            ranges: Vec::new(),
+            ..self.clone()
+        }
     }
 }
 
-impl DisplayAs for MongoScanExec {
-    fn fmt_as(&self, _format: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+impl RemoteScan for MongoScan {
+    const NAME: &'static str = "MongoScanExec";
+
+    fn source(&self) -> &str {
+        &self.remote.source
+    }
+
+    fn response_timeout(&self) -> Duration {
+        self.remote.response_timeout
+    }
+
+    fn pushdown(&self) -> bool {
+        self.remote.pushdown
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn row_estimate(&self) -> Option<usize> {
+        // A sub-plan's rows are not the collection's.
+        self.scan().and(self.estimate).map(|rows| rows as usize)
+    }
+
+    fn limit(&self) -> Option<usize> {
+        self.scan().and_then(|scan| scan.limit)
+    }
+
+    fn partitions(&self) -> usize {
+        self.ranges.len().max(1)
+    }
+
+    fn fmt_native(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "MongoScanExec: source={}, collection={}",
+            "source={}, collection={}",
             self.remote.source, self.collection
         )?;
         if !self.ranges.is_empty() {
@@ -470,86 +423,39 @@ impl DisplayAs for MongoScanExec {
         }
         write!(f, ", pipeline={}", self.reading.pipeline().describe())
     }
-}
 
-impl ExecutionPlan for MongoScanExec {
-    fn name(&self) -> &'static str {
-        "MongoScanExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn fetch(&self) -> Option<usize> {
-        self.scan().and_then(|scan| scan.limit)
-    }
-
-    /// ORDER BY ... LIMIT: when MongoDB orders exactly as DataFusion, the pipeline sorts and
-    /// DataFusion's sort goes; the optimizer then hands the limit down through `with_fetch`.
-    fn try_pushdown_sort(
-        &self,
-        order: &[PhysicalSortExpr],
-    ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
-        let Some(scan) = self.scan() else {
-            return Ok(SortOrderPushdownResult::Unsupported);
-        };
-        if !self.remote.pushdown || scan.limit.is_some() || scan.sort.is_some() {
-            return Ok(SortOrderPushdownResult::Unsupported);
-        }
-        let Some(sort) = scan.sort_for(order) else {
-            return Ok(SortOrderPushdownResult::Unsupported);
-        };
-        let scan = ScanQuery {
-            sort: Some(sort),
-            ..scan.clone()
-        };
-        Ok(SortOrderPushdownResult::Exact {
-            inner: Arc::new(self.with_scan(scan, Some(order.to_vec()))),
-        })
-    }
-
-    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+    fn with_limit(&self, limit: Option<usize>) -> Option<Self> {
         let scan = self.scan()?;
-        if !self.remote.pushdown {
-            return None;
-        }
-        let limit = match (scan.limit, limit) {
-            (Some(current), Some(new)) => Some(current.min(new)),
-            (current, new) => current.or(new),
-        };
-        let scan = ScanQuery {
+        Some(self.whole(ScanQuery {
             limit,
             ..scan.clone()
-        };
-        Some(Arc::new(self.with_scan(scan, self.ordering.clone())))
+        }))
+    }
+
+    /// When MongoDB orders exactly as DataFusion (see [`ScanQuery::sort_for`]).
+    fn with_sort(&self, order: &[PhysicalSortExpr]) -> Option<Self> {
+        let scan = self.scan()?;
+        let sort = scan.sort_for(order)?;
+        Some(self.whole(ScanQuery {
+            sort: Some(sort),
+            ..scan.clone()
+        }))
     }
 
     /// Projections of nested fields (`addr['city']`) read only those fields: the pipeline's
     /// `$project` names each by its path, and the projection goes.
-    fn try_swapping_with_projection(
-        &self,
-        projection: &ProjectionExec,
-    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let Some(scan) = self.scan() else {
-            return Ok(None);
-        };
-        if !self.remote.pushdown
-            || self.ordering.is_some()
-            || !scan.columns.iter().all(|c| safe_name(&c.key))
+    fn with_projection(&self, projection: &ProjectionExec) -> Option<Self> {
+        let scan = self.scan()?;
+        if !scan.columns.iter().all(|c| safe_name(&c.key))
             || scan.columns.iter().any(|c| c.key.starts_with(NESTED_KEY))
         {
-            return Ok(None);
+            return None;
         }
         let mut columns = Vec::new();
         let mut any_nested = false;
         for (i, item) in projection.expr().iter().enumerate() {
-            let Some((index, names)) = field_access(&item.expr) else {
-                return Ok(None);
-            };
-            let Some(base) = scan.columns.get(index) else {
-                return Ok(None);
-            };
+            let (index, names) = field_access(&item.expr)?;
+            let base = scan.columns.get(index)?;
             if names.is_empty() {
                 columns.push(base.clone());
                 continue;
@@ -558,13 +464,11 @@ impl ExecutionPlan for MongoScanExec {
             let mut path = base.path.clone();
             for name in names {
                 let FieldType::Document(fields) = field else {
-                    return Ok(None);
+                    return None;
                 };
-                let Some(inner) = fields.get(name) else {
-                    return Ok(None);
-                };
+                let inner = fields.get(name)?;
                 if !safe_name(name) {
-                    return Ok(None);
+                    return None;
                 }
                 field = inner;
                 path = format!("{path}.{name}");
@@ -577,77 +481,33 @@ impl ExecutionPlan for MongoScanExec {
             });
         }
         if !any_nested {
-            return Ok(None);
+            return None;
         }
         let schema = projection.schema();
         for (field, column) in schema.fields().iter().zip(&columns) {
             if field.data_type() != &column.field.arrow_type() {
-                return Ok(None);
+                return None;
             }
         }
-        let scan = ScanQuery {
-            columns,
-            ..scan.clone()
-        };
-        Ok(Some(Arc::new(MongoScanExec::with_ordering(
-            Arc::clone(&self.remote),
-            self.collection.clone(),
+        Some(Self {
             schema,
-            Reading::Scan(Box::new(scan)),
-            self.ranges.clone(),
-            self.estimate,
-            self.batch_size,
-            None,
-        ))))
+            reading: Reading::Scan(Box::new(ScanQuery {
+                columns,
+                ..scan.clone()
+            })),
+            ..self.clone()
+        })
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        Ok(partition_statistics(
-            &self.statistics,
-            &self.schema,
-            self.ranges.len(),
-            partition,
-        ))
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            internal_err!("MongoScanExec has no children to replace")
-        }
-    }
-
-    fn execute(
+    fn open(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        _context: &Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let range = match self.ranges.get(partition) {
-            Some(range) => Some(range),
-            None if partition == 0 && self.ranges.is_empty() => None,
-            None => {
-                return internal_err!(
-                    "MongoScanExec has {} partitions, asked for {partition}",
-                    self.ranges.len().max(1)
-                );
-            }
-        };
-        let stages = self.reading.pipeline().for_range(range);
+        let stages = self
+            .reading
+            .pipeline()
+            .for_range(self.ranges.get(partition));
         let empty_row = match &self.reading {
             Reading::SubPlan { empty_row, .. } => empty_row.clone(),
             Reading::Scan(_) => None,
@@ -662,15 +522,10 @@ impl ExecutionPlan for MongoScanExec {
             batch_size: self.batch_size,
             empty_row,
         };
-        let stream = reader.stream(stages);
-        Ok(remote_stream(
-            Box::pin(RecordBatchStreamAdapter::new(
-                Arc::clone(&self.schema),
-                stream,
-            )),
-            &self.remote.source,
-            self.remote.response_timeout,
-        ))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            reader.stream(stages),
+        )))
     }
 }
 

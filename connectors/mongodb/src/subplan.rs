@@ -28,12 +28,14 @@ use datafusion::logical_expr::{Expr, LogicalPlan, SortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use mongodb::bson::{Bson, Document, doc};
 use polygate_connector_core::TableRef;
-use polygate_connector_core::subplan::{NativeQuery, SubPlanSource};
+use polygate_connector_core::remote_scan::RemoteTable;
+use polygate_connector_core::subplan::{NativeQuery, SubPlanSource, returns_planned_types};
 
 use crate::Remote;
-use crate::filter::{FieldPath, Fields, safe_name, translate};
+use crate::filter::{FieldPath, Fields, filter, safe_name};
+use crate::order::{SortKey, sort_stage};
 use crate::pipeline::Pipeline;
-use crate::scan::{MongoScanExec, MongoTable, Reading};
+use crate::scan::{MongoScan, MongoScanExec, MongoTable, Reading};
 use crate::types::FieldType;
 
 impl SubPlanSource for Remote {
@@ -41,20 +43,15 @@ impl SubPlanSource for Remote {
         &self.source
     }
 
+    fn pushdown(&self) -> bool {
+        self.pushdown
+    }
+
     fn compile(&self, plan: &LogicalPlan) -> Option<Arc<dyn NativeQuery>> {
-        if !self.pushdown {
-            return None;
-        }
         let stage = compile(plan)?;
-        // The outputs must be exactly the types DataFusion planned.
-        let expected = plan.schema();
-        if expected.fields().len() != stage.outputs.len() {
+        let types = stage.outputs.iter().map(|output| output.field.arrow_type());
+        if !returns_planned_types(plan, types) {
             return None;
-        }
-        for (field, output) in expected.fields().iter().zip(&stage.outputs) {
-            if field.data_type() != &output.field.arrow_type() {
-                return None;
-            }
         }
         let mut project = doc! { "_id": 0 };
         for (i, output) in stage.outputs.iter().enumerate() {
@@ -70,7 +67,7 @@ impl SubPlanSource for Remote {
             collection: stage.collection,
             pipeline: Pipeline { stages },
             columns: stage.outputs.iter().map(|o| o.field.clone()).collect(),
-            schema: Arc::clone(expected),
+            schema: Arc::clone(plan.schema()),
             empty_row,
         }))
     }
@@ -97,7 +94,7 @@ impl NativeQuery for CompiledPipeline {
     }
 
     fn execution_plan(&self, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(MongoScanExec::new(
+        Ok(Arc::new(MongoScanExec::new(MongoScan::new(
             Arc::clone(&self.remote),
             self.collection.clone(),
             Arc::new(self.schema.as_arrow().clone()),
@@ -109,7 +106,7 @@ impl NativeQuery for CompiledPipeline {
             Vec::new(),
             None,
             session.config().batch_size(),
-        )))
+        ))))
     }
 }
 
@@ -172,14 +169,14 @@ fn compile(plan: &LogicalPlan) -> Option<Stage> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;
-            let table = provider.downcast_ref::<MongoTable>()?;
+            let table = provider
+                .downcast_ref::<RemoteTable<MongoTable>>()?
+                .relation();
             let schema = table.collection_schema();
             let mut stages = Vec::new();
             let mut conditions = Vec::new();
-            for filter in &scan.filters {
-                conditions.push(Bson::Document(
-                    translate(schema.as_ref(), filter)?.when_true,
-                ));
+            for predicate in &scan.filters {
+                conditions.push(Bson::Document(filter(schema.as_ref(), predicate)?));
             }
             if !conditions.is_empty() {
                 stages.push(doc! { "$match": { "$and": conditions } });
@@ -233,8 +230,8 @@ fn compile(plan: &LogicalPlan) -> Option<Stage> {
             if stage.global {
                 return None;
             }
-            let translated = translate(&stage, &filter.predicate)?;
-            stage.stages.push(doc! { "$match": translated.when_true });
+            let condition = crate::filter::filter(&stage, &filter.predicate)?;
+            stage.stages.push(doc! { "$match": condition });
             Some(stage)
         }
         LogicalPlan::Aggregate(aggregate) => {
@@ -441,27 +438,20 @@ fn aggregate_output(
     }
 }
 
-/// The `$sort` of a compiled stage, with null flags where MongoDB's NULL placement (first
-/// ascending, last descending) is not the one asked for.
+/// The flags and `$sort` of a compiled stage, when MongoDB orders exactly as DataFusion
+/// (see [`crate::order`]).
 fn sort_keys(stage: &Stage, order: &[SortExpr]) -> Option<(Document, Document)> {
-    let mut flags = Document::new();
-    let mut keys = Document::new();
-    for (i, key) in order.iter().enumerate() {
-        let output = stage.output_of(&key.expr)?;
-        let path = output.path.clone()?;
-        if !output.field.is_scalar() || output.field == FieldType::Double {
-            return None;
-        }
-        let descending = !key.asc;
-        if key.nulls_first == descending {
-            let flag = format!("__polygate_null_{i}");
-            flags.insert(
-                &flag,
-                doc! { "$in": [{ "$type": format!("${path}") }, ["missing", "null"]] },
-            );
-            keys.insert(flag, if key.nulls_first { -1 } else { 1 });
-        }
-        keys.insert(path, if descending { -1 } else { 1 });
-    }
-    Some((flags, keys))
+    let keys = order
+        .iter()
+        .map(|key| {
+            let output = stage.output_of(&key.expr)?;
+            Some(SortKey {
+                path: output.path.as_deref()?,
+                field: &output.field,
+                descending: !key.asc,
+                nulls_first: key.nulls_first,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    sort_stage(keys)
 }

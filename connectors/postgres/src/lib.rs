@@ -23,6 +23,7 @@ use datafusion::catalog::TableProvider;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
+use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
@@ -52,8 +53,8 @@ impl ConnectorFactory for PostgresConnectorFactory {
 
     fn source_finder() -> Option<SourceFinder> {
         Some(|provider| {
-            let table = provider.downcast_ref::<PostgresTable>()?;
-            Some(Arc::clone(table.remote()) as Arc<dyn SubPlanSource>)
+            let table = provider.downcast_ref::<RemoteTable<PostgresTable>>()?;
+            Some(Arc::clone(table.relation().remote()) as Arc<dyn SubPlanSource>)
         })
     }
 }
@@ -382,13 +383,13 @@ impl Connector for PostgresConnector {
                 .map(PgColumn::arrow_field)
                 .collect::<Vec<_>>(),
         ));
-        Ok(Arc::new(PostgresTable::new(
+        Ok(Arc::new(RemoteTable::new(PostgresTable::new(
             Arc::clone(&self.remote),
             table.clone(),
             columns,
             schema,
             size,
-        )))
+        ))))
     }
 }
 

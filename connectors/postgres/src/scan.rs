@@ -1,27 +1,23 @@
 //! Scanning a PostgreSQL relation: a table provider, and a partition that streams rows into
 //! Arrow batches.
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Statistics, internal_err};
-use datafusion::datasource::TableType;
+use datafusion::catalog::Session;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalSortExpr;
-use datafusion::physical_plan::SortOrderPushdownResult;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
-use polygate_connector_core::scan::{
-    estimated_rows, partition_statistics, partitions, remote_stream, scan_properties,
-};
+use polygate_connector_core::remote_scan::{RemoteRelation, RemoteScan, RemoteScanExec};
+use polygate_connector_core::scan::{partitions, scan_filters};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
 use deadpool_postgres::Object;
@@ -107,45 +103,27 @@ impl PostgresTable {
 }
 
 #[async_trait]
-impl TableProvider for PostgresTable {
+impl RemoteRelation for PostgresTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
+    fn pushdown(&self) -> bool {
+        self.remote.pushdown
     }
 
-    /// A filter is `Exact` when PostgreSQL computes exactly DataFusion's answer for it (see
-    /// [`crate::filter`]); every other filter stays with DataFusion.
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|filter| {
-                if self.remote.pushdown && FilterSql::translate(&self.columns, 1, filter).is_some()
-                {
-                    TableProviderFilterPushDown::Exact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+    /// When PostgreSQL computes exactly DataFusion's answer for it (see [`crate::filter`]).
+    fn filters_exactly(&self, filter: &Expr) -> bool {
+        FilterSql::translate(&self.columns, 1, filter).is_some()
     }
 
     async fn scan(
         &self,
         state: &dyn Session,
-        projection: Option<&Vec<usize>>,
+        indices: Vec<usize>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let indices: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..self.columns.len()).collect(),
-        };
         let schema = Arc::new(self.schema.project(&indices)?);
         let columns: Vec<PgColumn> = indices.iter().map(|&i| self.columns[i].clone()).collect();
         // count(*) needs rows but no columns: PostgreSQL selects empty rows.
@@ -154,25 +132,20 @@ impl TableProvider for PostgresTable {
             .map(PgColumn::select_expr)
             .collect::<Vec<_>>()
             .join(", ");
-        // With `pushdown = false` a LIMIT stays with DataFusion, like everything else.
-        let limit = limit.filter(|_| self.remote.pushdown);
         let mut base_sql = format!("SELECT {select_list} FROM {}", self.quoted_name());
-        // Only filters reported Exact reach the scan; each becomes one conjunct.
+        // Each filter becomes one conjunct.
         let mut params: Vec<Param> = Vec::new();
-        let mut conditions = Vec::new();
-        for filter in filters {
+        let conditions = scan_filters(filters, |filter| {
             let (condition, mut bound) =
-                FilterSql::translate(&self.columns, params.len() + 1, filter).ok_or_else(|| {
-                    DataFusionError::Internal(format!("filter {filter} was not reported pushable"))
-                })?;
-            conditions.push(condition);
+                FilterSql::translate(&self.columns, params.len() + 1, filter)?;
             params.append(&mut bound);
-        }
+            Some(condition)
+        })?;
         if !conditions.is_empty() {
             base_sql.push_str(" WHERE ");
             base_sql.push_str(&conditions.join(" AND "));
         }
-        let partition = Arc::new(PostgresPartition {
+        let partition = PostgresPartition {
             remote: Arc::clone(&self.remote),
             base_sql,
             has_where: !conditions.is_empty(),
@@ -184,21 +157,24 @@ impl TableProvider for PostgresTable {
             columns,
             schema: Arc::clone(&schema),
             batch_size: state.config().batch_size(),
-        });
-        Ok(Arc::new(PostgresScanExec::new(
+        };
+        Ok(Arc::new(PostgresScanExec::new(PostgresScan::new(
             partition,
             self.size.rows,
-            None,
             self.ranges(state, limit),
-        )))
+        ))))
     }
 }
 
-/// The physical scan of a PostgreSQL relation: one remote statement, streamed.
+/// The physical scan of a PostgreSQL relation or of a compiled sub-plan.
+pub(crate) type PostgresScanExec = RemoteScanExec<PostgresScan>;
+
+/// One remote statement, streamed; in `ctid` ranges on sessions sharing one snapshot for a
+/// parallel scan.
 ///
 /// EXPLAIN shows the statement as sent, values as `$n` with their types, never their contents.
-#[derive(Debug)]
-pub(crate) struct PostgresScanExec {
+#[derive(Debug, Clone)]
+pub(crate) struct PostgresScan {
     /// The statement, for the whole relation.
     partition: Arc<PostgresPartition>,
     /// The `ctid` ranges of a parallel scan, one per partition; empty for one partition.
@@ -207,16 +183,11 @@ pub(crate) struct PostgresScanExec {
     snapshot: Option<Arc<SharedSnapshot>>,
     /// PostgreSQL's estimate of the relation's rows.
     row_estimate: Option<usize>,
-    /// The order the statement's ORDER BY guarantees, if it has one.
-    ordering: Option<Vec<PhysicalSortExpr>>,
-    properties: Arc<PlanProperties>,
-    /// Row estimates, always inexact: they come from PostgreSQL's statistics.
-    statistics: Arc<Statistics>,
 }
 
-impl PostgresScanExec {
+impl PostgresScan {
     /// The scan of a whole statement compiled from a sub-plan, its output typed as `columns`.
-    pub(crate) fn for_statement(
+    pub(crate) fn statement(
         remote: Arc<Remote>,
         sql: String,
         params: Vec<Param>,
@@ -237,20 +208,14 @@ impl PostgresScanExec {
             schema,
             batch_size,
         };
-        Self::new(Arc::new(partition), None, None, Vec::new())
+        Self::new(partition, None, Vec::new())
     }
 
     fn new(
-        partition: Arc<PostgresPartition>,
+        partition: PostgresPartition,
         row_estimate: Option<usize>,
-        ordering: Option<Vec<PhysicalSortExpr>>,
         ranges: Vec<CtidRange>,
     ) -> Self {
-        let schema = Arc::clone(&partition.schema);
-        let properties = scan_properties(schema, ordering.as_deref(), ranges.len());
-        // An estimate of the whole relation: filters only lower it, a limit caps it.
-        let rows = estimated_rows(row_estimate, partition.limit);
-        let statistics = Statistics::new_unknown(&partition.schema).with_num_rows(rows);
         let snapshot = (ranges.len() > 1).then(|| {
             Arc::new(SharedSnapshot::new(
                 Arc::clone(&partition.remote),
@@ -258,24 +223,55 @@ impl PostgresScanExec {
             ))
         });
         Self {
-            partition,
+            partition: Arc::new(partition),
             ranges,
             snapshot,
             row_estimate,
-            ordering,
-            properties: Arc::new(properties),
-            statistics: Arc::new(statistics),
         }
+    }
+
+    /// One statement for the whole relation, changed by `change`: a sorted or limited
+    /// statement is not split.
+    fn whole(&self, change: impl FnOnce(&mut PostgresPartition)) -> Self {
+        let mut partition = (*self.partition).clone();
+        change(&mut partition);
+        Self::new(partition, self.row_estimate, Vec::new())
     }
 }
 
-impl DisplayAs for PostgresScanExec {
-    fn fmt_as(&self, _format: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(
-            f,
-            "PostgresScanExec: source={}",
-            self.partition.remote.source
-        )?;
+impl RemoteScan for PostgresScan {
+    const NAME: &'static str = "PostgresScanExec";
+
+    fn source(&self) -> &str {
+        &self.partition.remote.source
+    }
+
+    fn response_timeout(&self) -> Duration {
+        self.partition.remote.response_timeout
+    }
+
+    fn pushdown(&self) -> bool {
+        self.partition.remote.pushdown
+    }
+
+    fn schema(&self) -> &SchemaRef {
+        &self.partition.schema
+    }
+
+    fn row_estimate(&self) -> Option<usize> {
+        self.row_estimate
+    }
+
+    fn limit(&self) -> Option<usize> {
+        self.partition.limit
+    }
+
+    fn partitions(&self) -> usize {
+        self.ranges.len().max(1)
+    }
+
+    fn fmt_native(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "source={}", self.partition.remote.source)?;
         if !self.ranges.is_empty() {
             write!(
                 f,
@@ -285,133 +281,31 @@ impl DisplayAs for PostgresScanExec {
         }
         write!(f, ", sql={}", self.partition.sql())
     }
-}
 
-impl ExecutionPlan for PostgresScanExec {
-    fn name(&self) -> &'static str {
-        "PostgresScanExec"
+    fn with_limit(&self, limit: Option<usize>) -> Option<Self> {
+        Some(self.whole(|partition| partition.limit = limit))
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
+    /// When PostgreSQL orders exactly as DataFusion (see [`crate::order`]).
+    fn with_sort(&self, order: &[PhysicalSortExpr]) -> Option<Self> {
+        let order_by = order_by_sql(&self.partition.columns, order)?;
+        Some(self.whole(|partition| partition.order_by = Some(order_by)))
     }
 
-    fn fetch(&self) -> Option<usize> {
-        self.partition.limit
-    }
-
-    /// ORDER BY ... LIMIT: when PostgreSQL orders exactly as DataFusion (see [`crate::order`]),
-    /// the statement sorts and DataFusion's sort goes; the optimizer then hands the limit
-    /// down through [`ExecutionPlan::with_fetch`].
-    fn try_pushdown_sort(
-        &self,
-        order: &[PhysicalSortExpr],
-    ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
-        // A statement already limited picked its rows in no particular order.
-        if !self.partition.remote.pushdown
-            || self.partition.limit.is_some()
-            || self.ordering.is_some()
-        {
-            return Ok(SortOrderPushdownResult::Unsupported);
-        }
-        let Some(order_by) = order_by_sql(&self.partition.columns, order) else {
-            return Ok(SortOrderPushdownResult::Unsupported);
-        };
-        let partition = PostgresPartition {
-            order_by: Some(order_by),
-            ..(*self.partition).clone()
-        };
-        // One statement for the whole relation: its rows come in that order.
-        let inner = Self::new(
-            Arc::new(partition),
-            self.row_estimate,
-            Some(order.to_vec()),
-            Vec::new(),
-        );
-        Ok(SortOrderPushdownResult::Exact {
-            inner: Arc::new(inner),
-        })
-    }
-
-    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
-        if !self.partition.remote.pushdown {
-            return None;
-        }
-        let limit = match (self.partition.limit, limit) {
-            (Some(current), Some(new)) => Some(current.min(new)),
-            (current, new) => current.or(new),
-        };
-        let partition = PostgresPartition {
-            limit,
-            ..(*self.partition).clone()
-        };
-        // A limit applies to the whole scan: one statement.
-        Some(Arc::new(Self::new(
-            Arc::new(partition),
-            self.row_estimate,
-            self.ordering.clone(),
-            Vec::new(),
-        )))
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        // Ranges of equal pages: an equal share of the estimate each.
-        Ok(partition_statistics(
-            &self.statistics,
-            &self.partition.schema,
-            self.ranges.len(),
-            partition,
-        ))
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            internal_err!("PostgresScanExec has no children to replace")
-        }
-    }
-
-    fn execute(
+    fn open(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        _context: &Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let stream = match (&self.snapshot, self.ranges.get(partition)) {
+        Ok(match (&self.snapshot, self.ranges.get(partition)) {
             (Some(snapshot), Some(range)) => PostgresPartition {
                 ctid: Some(*range),
                 session: Some((Arc::clone(snapshot), partition)),
                 ..(*self.partition).clone()
             }
             .stream(),
-            (None, _) if partition == 0 => self.partition.stream(),
-            _ => {
-                return internal_err!(
-                    "PostgresScanExec has {} partitions, asked for {partition}",
-                    self.ranges.len().max(1)
-                );
-            }
-        };
-        let remote = &self.partition.remote;
-        Ok(remote_stream(
-            stream,
-            &remote.source,
-            remote.response_timeout,
-        ))
+            _ => self.partition.stream(),
+        })
     }
 }
 

@@ -34,12 +34,13 @@ use datafusion::logical_expr::{
     Sort, TableScan, Union,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{NativeQuery, SubPlanSource};
 
 use crate::Remote;
 use crate::filter::{FilterSql, Param};
 use crate::order::order_term;
-use crate::scan::{PostgresScanExec, PostgresTable};
+use crate::scan::{PostgresScan, PostgresScanExec, PostgresTable};
 use crate::types::{PgColumn, quote_ident};
 
 impl SubPlanSource for Remote {
@@ -47,10 +48,11 @@ impl SubPlanSource for Remote {
         &self.source
     }
 
+    fn pushdown(&self) -> bool {
+        self.pushdown
+    }
+
     fn compile(&self, plan: &LogicalPlan) -> Option<Arc<dyn NativeQuery>> {
-        if !self.pushdown {
-            return None;
-        }
         let mut compiler = Compiler {
             remote: self,
             shared: None,
@@ -100,14 +102,14 @@ impl NativeQuery for PostgresQuery {
     }
 
     fn execution_plan(&self, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(PostgresScanExec::for_statement(
+        Ok(Arc::new(PostgresScanExec::new(PostgresScan::statement(
             Arc::clone(&self.remote),
             self.sql.clone(),
             self.params.clone(),
             self.columns.clone(),
             Arc::clone(&self.schema),
             session.config().batch_size(),
-        )))
+        ))))
     }
 }
 
@@ -185,7 +187,9 @@ impl Compiler<'_> {
 
     fn scan(&mut self, scan: &TableScan) -> Option<Relation> {
         let provider = source_as_provider(&scan.source).ok()?;
-        let table = provider.downcast_ref::<PostgresTable>()?;
+        let table = provider
+            .downcast_ref::<RemoteTable<PostgresTable>>()?
+            .relation();
         if !std::ptr::eq(Arc::as_ptr(table.remote()), self.remote) {
             return None;
         }

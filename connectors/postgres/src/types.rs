@@ -14,6 +14,7 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{
     DataType, Field, FieldRef, IntervalMonthDayNano, IntervalUnit, TimeUnit,
 };
+use polygate_connector_core::scan::{canonical_f32, canonical_f64};
 use tokio_postgres::types::{FromSql, Type};
 
 /// How a column is read: the Arrow type, and the decoding that fills it.
@@ -227,6 +228,15 @@ impl PgColumn {
                 self.kind,
                 Kind::Float32 | Kind::Float64 | Kind::Interval | Kind::List(_)
             )
+    }
+
+    /// Whether PostgreSQL sorts values of this column in DataFusion's order, up to ties that
+    /// SQL leaves in any order: the columns that compare exactly, and floats. PostgreSQL puts
+    /// NaN above every number, as DataFusion does with the positive NaN every NaN decodes to
+    /// (see [`canonical_f64`](polygate_connector_core::scan::canonical_f64)); it ties `-0.0` with `0.0`, which DataFusion orders first.
+    pub(crate) fn orders_exactly(&self) -> bool {
+        self.compares_exactly()
+            || (!self.blank_padded && matches!(self.kind, Kind::Float32 | Kind::Float64))
     }
 
     pub(crate) fn arrow_field(&self) -> Field {
@@ -536,8 +546,10 @@ impl ColumnBuilder {
             Self::Int16(b) => b.append_value(i16::from_be_bytes(fixed(raw)?)),
             Self::Int32(b) => b.append_value(i32::from_be_bytes(fixed(raw)?)),
             Self::Int64(b) => b.append_value(i64::from_be_bytes(fixed(raw)?)),
-            Self::Float32(b) => b.append_value(f32::from_be_bytes(fixed(raw)?)),
-            Self::Float64(b) => b.append_value(f64::from_be_bytes(fixed(raw)?)),
+            // Every NaN as the positive one: PostgreSQL does not tell them apart, and sorts
+            // them above every number, where DataFusion sorts only the positive NaN.
+            Self::Float32(b) => b.append_value(canonical_f32(f32::from_be_bytes(fixed(raw)?))),
+            Self::Float64(b) => b.append_value(canonical_f64(f64::from_be_bytes(fixed(raw)?))),
             Self::Text(b) => b.append_value(
                 std::str::from_utf8(raw).map_err(|e| format!("text is not UTF-8: {e}"))?,
             ),

@@ -40,7 +40,7 @@ fn fields() -> Vec<Field> {
         ),
         field("prose", Kind::Text { exact: None }),
         field("n", Kind::Integer(IntegerWidth::Integer)),
-        field("f", Kind::Double),
+        field("f", Kind::Double { scaled: false }),
         field("ok", Kind::Boolean),
         field(
             "d",
@@ -87,7 +87,7 @@ fn sorted(value: Value) -> Value {
 fn t(expr: Expr) -> Option<(String, String)> {
     let fields = fields();
     let text = |q: Option<Value>| q.map_or_else(|| "-".to_owned(), |q| sorted(q).to_string());
-    translate(&fields, &expr).map(|t| (text(t.when_true), text(t.when_false)))
+    predicate::translate(&Dsl(&fields), &expr).map(|t| (text(t.when_true), text(t.when_false)))
 }
 
 fn exists(field: &str) -> String {
@@ -249,7 +249,7 @@ fn empty_string_bounds_never_reach_a_range() {
     ];
     for (expr, when_true, when_false) in cases {
         assert_eq!(t(expr.clone()), Some((when_true, when_false)), "{expr}");
-        let translated = translate(&fields(), &expr).unwrap();
+        let translated = predicate::translate(&Dsl(&fields()), &expr).unwrap();
         for query in [translated.when_true, translated.when_false]
             .iter()
             .flatten()

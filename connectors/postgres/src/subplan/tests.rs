@@ -32,14 +32,18 @@ fn remote(pushdown: bool) -> Arc<Remote> {
     Arc::clone(&connector.remote)
 }
 
-fn table(remote: &Arc<Remote>, name: &str, columns: Vec<PgColumn>) -> Arc<PostgresTable> {
+fn table(
+    remote: &Arc<Remote>,
+    name: &str,
+    columns: Vec<PgColumn>,
+) -> Arc<RemoteTable<PostgresTable>> {
     let schema = Arc::new(Schema::new(
         columns
             .iter()
             .map(PgColumn::arrow_field)
             .collect::<Vec<_>>(),
     ));
-    Arc::new(PostgresTable::new(
+    Arc::new(RemoteTable::new(PostgresTable::new(
         Arc::clone(remote),
         TableRef::new("public", name),
         columns,
@@ -48,7 +52,7 @@ fn table(remote: &Arc<Remote>, name: &str, columns: Vec<PgColumn>) -> Arc<Postgr
             rows: Some(1000),
             pages: None,
         },
-    ))
+    )))
 }
 
 /// A session over `orders` and `customers` of one source, and `other` of another.
