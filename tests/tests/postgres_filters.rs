@@ -291,6 +291,8 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
         ("seen DESC, id", "seen DESC, id", 3),
         ("flag NULLS FIRST, id", "flag NULLS FIRST, id", 10),
         ("amount::text, id", "amount::text COLLATE \"C\", id", 10),
+        ("price DESC, id", "price DESC, id", 6),
+        ("price NULLS FIRST, id", "price NULLS FIRST, id", 14),
     ];
     for (order, direct_order, limit) in top_n {
         let (pushed, local) = pushed_and_local(
@@ -320,8 +322,15 @@ async fn pushed_filters_match_postgres_and_datafusion() -> anyhow::Result<()> {
         ),
         "{plan}"
     );
-    // Floats and char(n) are sorted by polygate.
-    for order in ["price", "code"] {
+    // A float TopN runs in PostgreSQL, NaN and all (see the .slt fixture's floats).
+    let plan = explain(&client, "SELECT id FROM pg.t ORDER BY price DESC LIMIT 3").await?;
+    assert!(!plan.contains("SortExec"), "{plan}");
+    assert!(
+        plan.contains("ORDER BY \"price\" DESC NULLS FIRST LIMIT 3"),
+        "{plan}"
+    );
+    // char(n) is sorted by polygate: PostgreSQL ignores its trailing blanks.
+    for order in ["code"] {
         let plan = explain(
             &client,
             &format!("SELECT id FROM pg.t ORDER BY {order}, id LIMIT 4"),

@@ -32,3 +32,13 @@ SELECT i,
        END,
        CASE WHEN i % 5 = 0 THEN NULL ELSE i % 3 <> 0 END
 FROM generate_series(1, 120) AS i;
+
+-- Doubles at the edges of their order (JSON holds no NaN or infinity): both zeros, the
+-- extremes, NULLs.
+CREATE TABLE search.readings (
+    id int8 NOT NULL,
+    f float8
+);
+INSERT INTO search.readings VALUES
+    (1, 1e308), (2, -1e308), (4, '-0'), (5, 0), (6, 1.5), (7, -2.5),
+    (8, NULL), (9, 1e300), (10, -1e-300), (11, 3.25), (12, NULL);

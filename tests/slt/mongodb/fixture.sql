@@ -43,3 +43,12 @@ SELECT i,
               '$gt', NULL, 'line
 break'])[1 + i % 10]
 FROM generate_series(1, 300) AS i;
+
+-- Doubles at the edges of their order: NaN, both infinities, both zeros, the extremes, NULLs.
+CREATE TABLE mongo.readings (
+    id int8 NOT NULL,
+    f float8
+);
+INSERT INTO mongo.readings VALUES
+    (1, 'NaN'), (2, 'Infinity'), (3, '-Infinity'), (4, '-0'), (5, 0), (6, 1.5), (7, -2.5),
+    (8, NULL), (9, 1e300), (10, -1e-300), (11, 3.25), (12, NULL);

@@ -45,3 +45,12 @@ SELECT i * 3, (ARRAY['damaged', 'late', 'o''brien'])[1 + i % 3]
 FROM generate_series(1, 60) AS i;
 
 ANALYZE;
+
+-- Doubles at the edges of their order: NaN, both infinities, both zeros, the extremes, NULLs.
+CREATE TABLE pg.readings (
+    id int8 PRIMARY KEY,
+    f float8
+);
+INSERT INTO pg.readings VALUES
+    (1, 'NaN'), (2, 'Infinity'), (3, '-Infinity'), (4, '-0'), (5, 0), (6, 1.5), (7, -2.5),
+    (8, NULL), (9, 1e300), (10, -1e-300), (11, 3.25), (12, NULL);
