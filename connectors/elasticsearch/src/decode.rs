@@ -18,7 +18,7 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{Field as ArrowField, FieldRef, Fields};
 use serde_json::{Map, Value};
 
-use crate::mapping::{Field, IntegerWidth, Kind};
+use crate::schema::{Field, IntegerWidth, Kind};
 
 /// A value that does not fit its column.
 #[derive(Debug, Clone, PartialEq, Eq)]

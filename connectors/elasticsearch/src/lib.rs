@@ -1,12 +1,12 @@
 //! The `elasticsearch` connector: the indices and aliases of an Elasticsearch or OpenSearch
 //! cluster as relations.
 //!
-//! An index's mapping is its schema (`mapping.rs`): text with its keyword sub-field, every
+//! An index's mapping is its schema (`schema.rs`): text with its keyword sub-field, every
 //! numeric type, dates in their mapping's formats (`dates.rs`), objects as structs, nested
 //! fields as lists of structs, geo points as `{lat, lon}`, and anything else as JSON text,
 //! never dropped. The cluster has no array type: a field is a list when catalog.toml says so
 //! or a sample of documents holds arrays in it. Scans (`scan.rs`) send the filters the
-//! cluster answers exactly (`query.rs`) and read `_source` straight into Arrow
+//! cluster answers exactly (`filter.rs`) and read `_source` straight into Arrow
 //! (`decode.rs`), paging by point in time and `search_after`, or by scroll, in parallel
 //! slices for large indices.
 
@@ -27,23 +27,23 @@ use polygate_connector_core::{
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-mod aggregate;
 mod dates;
 mod decode;
+mod filter;
 mod fulltext;
-mod mapping;
 mod options;
-mod query;
 mod remote;
 mod scan;
+mod schema;
+mod subplan;
 
 pub use options::{ElasticOptions, IndexOptions};
 pub use scan::Paging;
 
 use dates::DateFormats;
-use mapping::{Field, Overrides};
 use remote::{Auth, Remote, path_segment};
 use scan::{IndexTable, ScanSettings};
+use schema::{Field, Overrides};
 
 /// The one namespace of a source: a cluster's indices and aliases share one name space.
 pub const NAMESPACE: &str = "indices";
@@ -226,7 +226,7 @@ impl ElasticConnector {
         let properties = merged_properties(&mappings);
         let overrides = self.overrides.get(index).cloned().unwrap_or_default();
         let mut unsupported = Vec::new();
-        let mut fields = mapping::fields(&properties, &overrides, &mut unsupported)
+        let mut fields = schema::fields(&properties, &overrides, &mut unsupported)
             .map_err(|e| ConnectorError::InvalidData(format!("the mapping of {index}: {e}")))?;
         for field in &unsupported {
             tracing::warn!(
@@ -257,14 +257,14 @@ impl ElasticConnector {
                 .map_or(&[][..], Vec::as_slice);
             for hit in hits {
                 if let Some(source) = hit.get("_source").and_then(Value::as_object) {
-                    mapping::array_paths(source, "", &mut arrays);
+                    schema::array_paths(source, "", &mut arrays);
                 }
             }
-            mapping::mark_lists(&mut fields, &arrays);
+            schema::mark_lists(&mut fields, &arrays);
         }
         let unkept = unkept_fields(&mappings, &fields);
         let schema = Arc::new(IndexSchema {
-            schema: Arc::new(mapping::arrow_schema(&fields)),
+            schema: Arc::new(schema::arrow_schema(&fields)),
             fields: Arc::new(fields),
             unkept: Arc::new(unkept),
         });
@@ -456,7 +456,7 @@ mod tests {
     fn fields_left_out_of_source_are_named() {
         let field = |name: &str| Field {
             name: name.into(),
-            kind: mapping::Kind::Keyword { ignore_above: None },
+            kind: schema::Kind::Keyword { ignore_above: None },
             list: false,
             searchable: true,
         };

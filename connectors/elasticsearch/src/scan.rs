@@ -27,10 +27,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::decode::RecordDecoder;
+use crate::filter::{FieldPath, filter, safe_name};
 use crate::fulltext::has_full_text;
-use crate::mapping::{Field, METADATA_COLUMNS};
-use crate::query::{FieldPath, filter, safe_name};
 use crate::remote::{Flavour, Remote, path_segment};
+use crate::schema::{Field, METADATA_COLUMNS};
 
 /// How scans page through an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl RemoteRelation for IndexTable {
     }
 
     /// When the cluster selects exactly the documents for which it is TRUE (see
-    /// [`crate::query`]).
+    /// [`crate::filter`]).
     fn filters_exactly(&self, expr: &Expr) -> bool {
         filter(self.fields.as_ref(), expr).is_some()
     }

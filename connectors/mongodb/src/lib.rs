@@ -13,6 +13,7 @@ mod filter;
 mod options;
 mod order;
 mod pipeline;
+mod remote;
 mod scan;
 mod schema;
 mod subplan;
@@ -24,10 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
-use mongodb::bson::{Bson, Document, doc};
-use mongodb::error::ErrorKind;
-use mongodb::options::ClientOptions;
-use mongodb::{Client, Database};
+use mongodb::bson::{Document, doc};
 use polygate_connector_core::estimates::{ESTIMATE_MAX_AGE, RowEstimates};
 use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
@@ -38,6 +36,7 @@ use polygate_connector_core::{
 
 pub use options::{CollectionOptions, MongoOptions};
 
+use remote::{Remote, client_options, driver_error};
 use scan::MongoTable;
 use schema::{CollectionSchema, Inference};
 use types::FieldType;
@@ -83,95 +82,6 @@ pub struct MongoConnector {
     schemas: Mutex<HashMap<TableRef, Arc<CollectionSchema>>>,
     /// `estimatedDocumentCount`s, refreshed in the background once a minute old.
     estimates: RowEstimates,
-}
-
-/// How to reach a source's server, shared by the source's collections.
-#[derive(Debug)]
-pub(crate) struct Remote {
-    /// The source's name, for errors and EXPLAIN.
-    pub(crate) source: String,
-    url: String,
-    connect_timeout: Duration,
-    /// The driver's client, with its own pool of connections, created on first use.
-    client: tokio::sync::OnceCell<Client>,
-    /// Whether filters, sorts, limits and aggregates may run in MongoDB.
-    pub(crate) pushdown: bool,
-    /// The documents per partition of a parallel scan.
-    pub(crate) partition_documents: u64,
-    /// Documents per server batch.
-    pub(crate) batch_size: u32,
-    /// The longest a scan waits for its next batch (`response_timeout_secs`).
-    pub(crate) response_timeout: Duration,
-}
-
-impl Remote {
-    /// The database `name`, through the source's client.
-    pub(crate) async fn database(&self, name: &str) -> Result<Database, ConnectorError> {
-        let client = self
-            .client
-            .get_or_try_init(|| async {
-                let options = client_options(&self.url, self.connect_timeout)
-                    .await
-                    .map_err(ConnectorError::Unavailable)?;
-                Client::with_options(options)
-                    .map_err(|e| ConnectorError::Unavailable(e.to_string()))
-            })
-            .await?;
-        Ok(client.database(name))
-    }
-
-    /// A random sample of `size` `_id`s of `collection`.
-    pub(crate) async fn sample_ids(
-        &self,
-        collection: &TableRef,
-        size: usize,
-    ) -> Result<Vec<Bson>, ConnectorError> {
-        let mut cursor = self
-            .database(&collection.namespace)
-            .await?
-            .collection::<Document>(&collection.name)
-            .aggregate([
-                doc! { "$sample": { "size": size as i64 } },
-                doc! { "$project": { "_id": 1 } },
-            ])
-            .await
-            .map_err(|e| driver_error(&e))?;
-        let mut ids = Vec::with_capacity(size);
-        while cursor.advance().await.map_err(|e| driver_error(&e))? {
-            if let Ok(Some(id)) = cursor.current().get("_id") {
-                ids.push(
-                    Bson::try_from(id).map_err(|e| ConnectorError::InvalidData(e.to_string()))?,
-                );
-            }
-        }
-        Ok(ids)
-    }
-}
-
-/// A driver error: the server is unreachable, or it refused what was asked.
-pub(crate) fn driver_error(error: &mongodb::error::Error) -> ConnectorError {
-    match error.kind.as_ref() {
-        ErrorKind::ServerSelection { .. }
-        | ErrorKind::Io(_)
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::DnsResolve { .. }
-        | ErrorKind::Authentication { .. } => ConnectorError::Unavailable(error.to_string()),
-        ErrorKind::Command(command) => {
-            let message = format!("{} ({})", command.message, command.code_name);
-            match command.code {
-                // HostUnreachable, HostNotFound, NetworkTimeout, SocketException.
-                6 | 7 | 89 | 9001 => ConnectorError::Unavailable(message),
-                // CursorNotFound (a cursor the server timed out or killed),
-                // InterruptedAtShutdown, ShutdownInProgress, Interrupted,
-                // InterruptedDueToReplStateChange, PrimarySteppedDown.
-                43 | 11600 | 91 | 11601 | 11602 | 189 => ConnectorError::Interrupted(message),
-                // MaxTimeMSExpired.
-                50 => ConnectorError::TimedOut(message),
-                _ => ConnectorError::InvalidData(message),
-            }
-        }
-        _ => ConnectorError::InvalidData(error.to_string()),
-    }
 }
 
 impl MongoConnector {
@@ -299,20 +209,6 @@ impl MongoConnector {
     fn cached(&self, collection: &TableRef) -> Option<Arc<CollectionSchema>> {
         self.schemas.lock().ok()?.get(collection).cloned()
     }
-}
-
-/// The driver's options for `url`. Parsing a `mongodb+srv://` string looks its hosts up in
-/// DNS, so it runs on a thread of its own, with a runtime of its own.
-async fn client_options(url: &str, connect_timeout: Duration) -> Result<ClientOptions, String> {
-    let mut options = ClientOptions::parse(url).await.map_err(|e| e.to_string())?;
-    options
-        .app_name
-        .get_or_insert_with(|| "polygate".to_owned());
-    options.connect_timeout.get_or_insert(connect_timeout);
-    options
-        .server_selection_timeout
-        .get_or_insert(connect_timeout);
-    Ok(options)
 }
 
 /// Checks a `mongodb://` string now, without IO; `mongodb+srv://` strings need DNS and are

@@ -28,11 +28,11 @@ use polygate_connector_core::remote_scan::{RemoteRelation, RemoteScan, RemoteSca
 use polygate_connector_core::scan::{partitions, scan_filters};
 use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
-use crate::Remote;
 use crate::decode::{RecordDecoder, extended_json};
 use crate::filter::{filter, safe_name};
 use crate::order::{SortKey, is_flag, sort_stage};
 use crate::pipeline::Pipeline;
+use crate::remote::Remote;
 use crate::schema::CollectionSchema;
 use crate::types::FieldType;
 
@@ -582,7 +582,7 @@ async fn open_cursor(
     });
     match opening.await? {
         Ok(Ok(cursor)) => Ok(cursor),
-        Ok(Err(e)) => Err(crate::driver_error(&e)),
+        Ok(Err(e)) => Err(crate::remote::driver_error(&e)),
         Err(_) => Err(ConnectorError::Unavailable(format!(
             "no answer to the pipeline's opening command within {} s (response_timeout_secs)",
             timeout.as_secs()
@@ -632,11 +632,11 @@ impl BatchReader {
                     loop {
                         match batches.next().await {
                             Some(batch) => {
-                                let batch =
-                                    batch.map_err(|e| reader.error(crate::driver_error(&e)))?;
+                                let batch = batch
+                                    .map_err(|e| reader.error(crate::remote::driver_error(&e)))?;
                                 let documents = batch
                                     .doc_slices()
-                                    .map_err(|e| reader.error(crate::driver_error(&e)))?;
+                                    .map_err(|e| reader.error(crate::remote::driver_error(&e)))?;
                                 for document in documents {
                                     let document = document.map_err(|e| {
                                         reader.error(ConnectorError::InvalidData(format!(

@@ -31,10 +31,10 @@ use polygate_connector_core::TableRef;
 use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{NativeQuery, SubPlanSource, returns_planned_types};
 
-use crate::Remote;
 use crate::filter::{FieldPath, Fields, filter, safe_name};
 use crate::order::{SortKey, sort_stage};
 use crate::pipeline::Pipeline;
+use crate::remote::Remote;
 use crate::scan::{MongoScan, MongoScanExec, MongoTable, Reading};
 use crate::types::FieldType;
 

@@ -99,7 +99,7 @@ impl BatchAssembler {
         for index in 0..self.columns.len() {
             let raw = row
                 .try_get::<_, Option<RawValue>>(index)
-                .map_err(|e| crate::query_error(&e))?;
+                .map_err(|e| crate::remote::query_error(&e))?;
             self.append(index, raw.map(|r| r.0))?;
         }
         self.end_row()

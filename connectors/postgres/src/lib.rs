@@ -9,6 +9,7 @@ mod decode;
 mod filter;
 mod options;
 mod order;
+mod remote;
 mod scan;
 mod subplan;
 mod tls;
@@ -20,9 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
-use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
-};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
@@ -34,6 +33,7 @@ use tokio_postgres::Client;
 pub use options::PostgresOptions;
 pub use tls::TlsMode;
 
+use remote::{MAX_POOL_SIZE, POOL_WAIT, Remote, query_error};
 use scan::{PostgresTable, RelationSize};
 use types::PgColumn;
 
@@ -67,69 +67,6 @@ pub struct PostgresConnector {
     names: NameFilter,
     /// The precision and scale unconstrained `numeric` columns read as; `None` for text.
     unconstrained_numeric: Option<(u8, i8)>,
-}
-
-/// How long a query waits for a free connection of a source's pool before failing.
-const POOL_WAIT: Duration = Duration::from_secs(30);
-
-/// How to reach a source's server and what to ask of it, shared by the source's tables.
-#[derive(Debug)]
-pub(crate) struct Remote {
-    /// The source's name, for errors and EXPLAIN.
-    pub(crate) source: String,
-    /// A bounded pool of sessions to the server, created lazily.
-    pool: Pool,
-    connect_timeout: Duration,
-    /// The TLS connector of the source's sessions, also for their cancel requests.
-    pub(crate) tls: tls::Connector,
-    /// Whether filters may be evaluated by PostgreSQL.
-    pub(crate) pushdown: bool,
-    /// The fewest pages a `ctid` range partition of a parallel scan reads.
-    pub(crate) partition_pages: u64,
-    /// Held while a parallel scan takes its sessions, so that two parallel scans never each
-    /// hold part of the pool while waiting for the rest.
-    pub(crate) parallel_sessions: tokio::sync::Mutex<()>,
-    /// The longest a scan waits for its next rows (`response_timeout_secs`).
-    pub(crate) response_timeout: Duration,
-}
-
-/// Half of `pool_size`, rounded up: see [`Remote::scan_share`].
-fn scan_share(pool_size: usize) -> usize {
-    pool_size.div_ceil(2).max(1)
-}
-
-/// The most sessions one source may open: far above what a PostgreSQL server allows by
-/// default (`max_connections = 100`).
-const MAX_POOL_SIZE: usize = 1000;
-
-impl Remote {
-    /// The most sessions the source's pool holds.
-    pub(crate) fn pool_size(&self) -> usize {
-        self.pool.status().max_size
-    }
-
-    /// The most sessions one parallel scan takes: half the pool (rounded up), so that a scan
-    /// of a large table leaves sessions for the source's other queries.
-    pub(crate) fn scan_share(&self) -> usize {
-        scan_share(self.pool_size())
-    }
-
-    /// A session from the pool; it returns to the pool when dropped.
-    pub(crate) async fn connect(&self) -> Result<Object, ConnectorError> {
-        self.pool.get().await.map_err(|error| match error {
-            PoolError::Timeout(TimeoutType::Wait) => ConnectorError::Unavailable(format!(
-                "all {} connections busy for {}s",
-                self.pool.status().max_size,
-                POOL_WAIT.as_secs()
-            )),
-            PoolError::Timeout(_) => ConnectorError::Unavailable(format!(
-                "no answer within {}s",
-                self.connect_timeout.as_secs()
-            )),
-            PoolError::Backend(error) => ConnectorError::Unavailable(with_causes(&error)),
-            other => ConnectorError::Unavailable(other.to_string()),
-        })
-    }
 }
 
 impl PostgresConnector {
@@ -294,43 +231,6 @@ impl PostgresConnector {
     }
 }
 
-/// An error with its chain of causes: tokio-postgres says "error connecting to server" and
-/// keeps the useful part ("connection refused") in its source.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        cause = inner.source();
-    }
-    text
-}
-
-/// A failed query: the server is gone (unavailable) or refused it (an error of the data).
-pub(crate) fn query_error(error: &tokio_postgres::Error) -> ConnectorError {
-    let Some(db) = error.as_db_error() else {
-        // No answer from the server: the connection broke or could not be made.
-        return ConnectorError::Unavailable(with_causes(error));
-    };
-    let message = db.message().to_owned();
-    match db.code().code() {
-        // Class 08: connection exceptions, as the server itself reports them.
-        code if code.starts_with("08") => ConnectorError::Unavailable(message),
-        // Class 57: an administrator's command or a shutdown ended the session, or the
-        // source's `statement_timeout_secs` (57014) canceled the statement.
-        "57014" => ConnectorError::TimedOut(message),
-        code if code.starts_with("57") => ConnectorError::Interrupted(message),
-        // Class 53: too many connections, out of memory or disk on the server.
-        code if code.starts_with("53") => ConnectorError::Overloaded(message),
-        _ if error.is_closed() => ConnectorError::Unavailable(message),
-        _ => ConnectorError::InvalidData(message),
-    }
-}
-
 #[async_trait]
 impl Connector for PostgresConnector {
     fn kind(&self) -> &'static str {
@@ -390,22 +290,5 @@ impl Connector for PostgresConnector {
             schema,
             size,
         ))))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scan_share;
-
-    #[test]
-    fn one_parallel_scan_leaves_sessions_for_other_queries() {
-        let shares: Vec<(usize, usize)> = [1, 2, 3, 4, 8, 1000]
-            .into_iter()
-            .map(|pool| (pool, scan_share(pool)))
-            .collect();
-        assert_eq!(
-            shares,
-            [(1, 1), (2, 1), (3, 2), (4, 2), (8, 4), (1000, 500)]
-        );
     }
 }

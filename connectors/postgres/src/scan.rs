@@ -22,10 +22,10 @@ use polygate_connector_core::{ConnectorError, SourceError, TableRef};
 
 use deadpool_postgres::Object;
 
-use crate::Remote;
 use crate::decode::{BatchAssembler, CopyDecoder};
 use crate::filter::{FilterSql, Param};
 use crate::order::order_by_sql;
+use crate::remote::Remote;
 use crate::types::{PgColumn, quote_ident};
 
 /// A remote relation.
@@ -377,7 +377,7 @@ impl PooledSession {
             client
                 .batch_execute("COMMIT")
                 .await
-                .map_err(|e| crate::query_error(&e))?;
+                .map_err(|e| crate::remote::query_error(&e))?;
             self.transaction = false;
         }
         Ok(())
@@ -442,7 +442,7 @@ impl Reading {
             match &mut self.rows {
                 Rows::Copy(stream, decoder) => match stream.next().await {
                     Some(chunk) => {
-                        let chunk = chunk.map_err(|e| crate::query_error(&e))?;
+                        let chunk = chunk.map_err(|e| crate::remote::query_error(&e))?;
                         decoder.feed(&chunk, &mut self.assembler)?;
                     }
                     None => {
@@ -452,7 +452,7 @@ impl Reading {
                 },
                 Rows::Data(stream) => match stream.next().await {
                     Some(row) => {
-                        let row = row.map_err(|e| crate::query_error(&e))?;
+                        let row = row.map_err(|e| crate::remote::query_error(&e))?;
                         self.assembler.append_row(&row)?;
                     }
                     None => self.end().await?,
@@ -556,7 +556,7 @@ impl PostgresPartition {
                 Err(error) => {
                     // Refused by the server: there is nothing left to cancel.
                     client.finished();
-                    return Err(fail(crate::query_error(&error)));
+                    return Err(fail(crate::remote::query_error(&error)));
                 }
             };
             let reading = Reading {
@@ -661,7 +661,7 @@ impl SharedSnapshot {
     /// is closed, not pooled, if anything fails or the scan is dropped meanwhile.
     async fn open(&self) -> Result<Vec<std::sync::Mutex<Option<PooledSession>>>, ConnectorError> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-        let fail = |e: tokio_postgres::Error| crate::query_error(&e);
+        let fail = |e: tokio_postgres::Error| crate::remote::query_error(&e);
         let mut sessions = Vec::with_capacity(self.count);
         {
             let _turn = self.remote.parallel_sessions.lock().await;

@@ -37,9 +37,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{NativeQuery, SubPlanSource};
 
-use crate::Remote;
 use crate::filter::{FilterSql, Param};
 use crate::order::order_term;
+use crate::remote::Remote;
 use crate::scan::{PostgresScan, PostgresScanExec, PostgresTable};
 use crate::types::{PgColumn, quote_ident};
 

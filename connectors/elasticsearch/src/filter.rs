@@ -34,7 +34,7 @@ use polygate_connector_core::predicate::{
 use serde_json::{Value, json};
 
 use crate::fulltext::FullText;
-use crate::mapping::{Field, IntegerWidth, Kind};
+use crate::schema::{Field, IntegerWidth, Kind};
 
 /// The query selecting the documents where `expr` is TRUE, when the cluster answers it
 /// exactly.

@@ -45,10 +45,10 @@ use polygate_connector_core::{ConnectorError, SourceError};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
-use crate::mapping::{Field, IntegerWidth, Kind};
-use crate::query::{FieldPath, filter, safe_name};
+use crate::filter::{FieldPath, filter, safe_name};
 use crate::remote::{Remote, path_segment};
 use crate::scan::IndexTable;
+use crate::schema::{Field, IntegerWidth, Kind};
 
 /// Buckets per composite page.
 const BUCKETS_PER_PAGE: usize = 1_000;

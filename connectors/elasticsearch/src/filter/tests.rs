@@ -3,7 +3,7 @@ use datafusion::prelude::get_field;
 
 use super::*;
 use crate::dates::DateFormats;
-use crate::mapping::ExactField;
+use crate::schema::ExactField;
 
 fn fields() -> Vec<Field> {
     let field = |name: &str, kind: Kind| Field {
