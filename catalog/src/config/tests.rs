@@ -123,6 +123,23 @@ fn rejects_bad_input_with_file_line_and_key() {
             "[sources.demo]\nkind = \"files\"\nroot = \"x\"\nresponse_timeout_secs = 99999999999999999\n",
             "4:25: sources.demo.response_timeout_secs: must be a whole number of seconds from 1 to 86400",
         ),
+        // Timeouts of the kinds' own: never 0, never beyond what a deadline can hold.
+        (
+            "[sources.p]\nkind = \"postgres\"\nurl = \"postgres://u@h/db\"\nschemas = [\"public\"]\nconnect_timeout_secs = 0\n",
+            "5:24: sources.p.connect_timeout_secs: must be a whole number of seconds from 1 to 3600",
+        ),
+        (
+            "[sources.p]\nkind = \"postgres\"\nurl = \"postgres://u@h/db\"\nschemas = [\"public\"]\nstatement_timeout_secs = 9223372036854775807\n",
+            "5:26: sources.p.statement_timeout_secs: must be a whole number of seconds from 0 to 2147483",
+        ),
+        (
+            "[sources.m]\nkind = \"mongodb\"\nurl = \"mongodb://h\"\ndatabase = \"d\"\nconnect_timeout_secs = 0\n",
+            "5:24: sources.m.connect_timeout_secs: must be a whole number of seconds from 1 to 3600",
+        ),
+        (
+            "[sources.e]\nkind = \"elasticsearch\"\nurl = \"http://h:9200\"\nrequest_timeout_secs = 9223372036854775807\n",
+            "4:24: sources.e.request_timeout_secs: must be a whole number of seconds from 1 to 86400",
+        ),
         // Environment variables.
         (
             "[sources.demo]\nkind = \"files\"\nroot = \"${POLYGATE_TEST_SURELY_UNSET}\"\n",

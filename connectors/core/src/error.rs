@@ -80,6 +80,32 @@ impl OptionError {
     }
 }
 
+impl OptionError {
+    /// Option `key`'s `value` seconds, when within `range`: a timeout of 0 would fail every
+    /// request at once, and one of centuries would overflow the deadline it is added to.
+    pub fn seconds(
+        key: &str,
+        value: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<std::time::Duration, Self> {
+        if range.contains(&value) {
+            Ok(std::time::Duration::from_secs(value))
+        } else {
+            Err(Self::new(
+                key,
+                format!(
+                    "must be a whole number of seconds from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            ))
+        }
+    }
+
+    /// The longest a connection may take to be made: an hour.
+    pub const MAX_CONNECT_SECS: u64 = 3_600;
+}
+
 impl fmt::Display for OptionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.key, self.message)

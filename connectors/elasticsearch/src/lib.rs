@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
@@ -187,8 +186,17 @@ impl ElasticConnector {
             nodes,
             auth,
             ca_pem,
-            Duration::from_secs(options.connect_timeout_secs),
-            Duration::from_secs(options.request_timeout_secs),
+            OptionError::seconds(
+                "connect_timeout_secs",
+                options.connect_timeout_secs,
+                1..=OptionError::MAX_CONNECT_SECS,
+            )?,
+            // A day: a request longer than that is not one polygate waits for.
+            OptionError::seconds(
+                "request_timeout_secs",
+                options.request_timeout_secs,
+                1..=86_400,
+            )?,
         )
         .map_err(|e| OptionError::new("ca_file", e))?;
         remote.response_timeout = context.response_timeout;

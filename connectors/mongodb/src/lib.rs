@@ -150,7 +150,11 @@ impl MongoConnector {
             remote: Arc::new(Remote {
                 source: context.name.clone(),
                 url: options.url,
-                connect_timeout: Duration::from_secs(options.connect_timeout_secs),
+                connect_timeout: OptionError::seconds(
+                    "connect_timeout_secs",
+                    options.connect_timeout_secs,
+                    1..=OptionError::MAX_CONNECT_SECS,
+                )?,
                 client: tokio::sync::OnceCell::new(),
                 pushdown: options.pushdown,
                 partition_documents: options.partition_documents,

@@ -16,7 +16,6 @@ mod tls;
 mod types;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -75,7 +74,17 @@ impl PostgresConnector {
         let mut config: tokio_postgres::Config = options.url.parse().map_err(|e| {
             OptionError::new("url", format!("not a PostgreSQL connection URL: {e}"))
         })?;
-        let connect_timeout = Duration::from_secs(options.connect_timeout_secs);
+        let connect_timeout = OptionError::seconds(
+            "connect_timeout_secs",
+            options.connect_timeout_secs,
+            1..=OptionError::MAX_CONNECT_SECS,
+        )?;
+        // PostgreSQL takes at most 2^31 - 1 milliseconds; 0 sets no limit.
+        OptionError::seconds(
+            "statement_timeout_secs",
+            options.statement_timeout_secs,
+            0..=2_147_483,
+        )?;
         // Read-only and UTC for every remote session, whatever the server's defaults are.
         let mut session_options = "-c default_transaction_read_only=on -c TimeZone=UTC".to_owned();
         if options.statement_timeout_secs > 0 {
