@@ -110,6 +110,30 @@ impl SourceContext {
     }
 }
 
+/// What every part of a source's connector knows of the source: the settings its scans, its
+/// sub-plans and its errors share.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// The source's name (its key in `[sources.NAME]`), for EXPLAIN and errors.
+    pub name: String,
+    /// The longest the store may take to answer (`response_timeout_secs`).
+    pub response_timeout: Duration,
+    /// Whether the store runs the work it computes exactly (`pushdown`); when false it only
+    /// reads columns, and DataFusion computes everything else.
+    pub pushdown: bool,
+}
+
+impl SourceSettings {
+    /// The settings of the source `context` describes, with its `pushdown` option.
+    pub fn new(context: &SourceContext, pushdown: bool) -> Self {
+        Self {
+            name: context.name.clone(),
+            response_timeout: context.response_timeout,
+            pushdown,
+        }
+    }
+}
+
 /// Builds connectors of one kind from their catalog.toml options.
 pub trait ConnectorFactory: Send + Sync {
     /// The options of a `[sources.NAME]` table of this kind, without the `kind` key.

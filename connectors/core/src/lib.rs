@@ -17,6 +17,8 @@ pub mod remote_scan;
 pub mod scan;
 pub mod subplan;
 
-pub use connector::{Connector, ConnectorFactory, Namespace, SourceContext, TableRef};
+pub use connector::{
+    Connector, ConnectorFactory, Namespace, SourceContext, SourceSettings, TableRef,
+};
 pub use error::{ConnectorError, OptionError, SourceError};
 pub use names::NameFilter;

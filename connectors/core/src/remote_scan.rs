@@ -10,7 +10,6 @@
 
 use std::fmt::{self, Debug};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -26,6 +25,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SortOrderPushdownResult,
 };
 
+use crate::SourceSettings;
 use crate::scan::{estimated_rows, partition_statistics, remote_stream, scan_properties};
 
 /// A relation of a store, as a connector reads it. [`RemoteTable`] presents it to DataFusion.
@@ -34,9 +34,9 @@ pub trait RemoteRelation: Debug + Send + Sync + 'static {
     /// The relation's Arrow schema, as polygate presents it.
     fn schema(&self) -> SchemaRef;
 
-    /// Whether the source runs work in the store (`pushdown` of catalog.toml). When it does
-    /// not, scans are offered no filter and no limit.
-    fn pushdown(&self) -> bool;
+    /// The relation's source: when it does not push down, scans are offered no filter and
+    /// no limit.
+    fn settings(&self) -> &SourceSettings;
 
     /// Whether the store selects exactly the rows where `filter` is TRUE, as DataFusion would.
     fn filters_exactly(&self, filter: &Expr) -> bool;
@@ -87,7 +87,7 @@ impl<R: RemoteRelation> TableProvider for RemoteTable<R> {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        let pushdown = self.0.pushdown();
+        let pushdown = self.0.settings().pushdown;
         Ok(filters
             .iter()
             .map(|filter| {
@@ -113,7 +113,7 @@ impl<R: RemoteRelation> TableProvider for RemoteTable<R> {
         };
         // DataFusion hands a scan only the filters reported Exact, and a limit only where no
         // filter stays above the scan; with `pushdown = false` it is offered neither.
-        let pushdown = self.0.pushdown();
+        let pushdown = self.0.settings().pushdown;
         let filters = if pushdown { filters } else { &[] };
         let limit = limit.filter(|_| pushdown);
         self.0.scan(state, columns, filters, limit).await
@@ -127,15 +127,9 @@ pub trait RemoteScan: Debug + Clone + Send + Sync + 'static {
     /// The execution plan's name, as EXPLAIN shows it (`PostgresScanExec`, ...).
     const NAME: &'static str;
 
-    /// The catalog source the query runs on, for EXPLAIN and errors.
-    fn source(&self) -> &str;
-
-    /// The longest the store may take to answer (`response_timeout_secs`).
-    fn response_timeout(&self) -> Duration;
-
-    /// Whether the source runs work in the store (`pushdown` of catalog.toml). When it does
-    /// not, the exec takes no sort, limit or projection: DataFusion computes them.
-    fn pushdown(&self) -> bool;
+    /// The source the query runs on: its name, its answer bound, and whether it runs work
+    /// in the store (when not, the exec takes no sort, limit or projection).
+    fn settings(&self) -> &SourceSettings;
 
     /// The schema of the rows the query returns.
     fn schema(&self) -> &SchemaRef;
@@ -245,7 +239,8 @@ impl<S: RemoteScan> ExecutionPlan for RemoteScanExec<S> {
         &self,
         order: &[PhysicalSortExpr],
     ) -> Result<SortOrderPushdownResult<Arc<dyn ExecutionPlan>>> {
-        if !self.scan.pushdown() || self.scan.limit().is_some() || self.ordering.is_some() {
+        if !self.scan.settings().pushdown || self.scan.limit().is_some() || self.ordering.is_some()
+        {
             return Ok(SortOrderPushdownResult::Unsupported);
         }
         Ok(match self.scan.with_sort(order) {
@@ -257,7 +252,7 @@ impl<S: RemoteScan> ExecutionPlan for RemoteScanExec<S> {
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
-        if !self.scan.pushdown() {
+        if !self.scan.settings().pushdown {
             return None;
         }
         let limit = match (self.scan.limit(), limit) {
@@ -273,7 +268,7 @@ impl<S: RemoteScan> ExecutionPlan for RemoteScanExec<S> {
         &self,
         projection: &ProjectionExec,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        if !self.scan.pushdown() || self.ordering.is_some() {
+        if !self.scan.settings().pushdown || self.ordering.is_some() {
             return Ok(None);
         }
         Ok(self
@@ -327,10 +322,7 @@ impl<S: RemoteScan> ExecutionPlan for RemoteScanExec<S> {
             );
         }
         let stream = self.scan.open(partition, &context)?;
-        Ok(remote_stream(
-            stream,
-            self.scan.source(),
-            self.scan.response_timeout(),
-        ))
+        let source = self.scan.settings();
+        Ok(remote_stream(stream, &source.name, source.response_timeout))
     }
 }

@@ -34,17 +34,16 @@ use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
+use crate::SourceSettings;
+
 /// A source able to run sub-plans over its own tables as one native query.
 ///
 /// Sub-plans combine only tables whose providers return the same `SubPlanSource` object (the
 /// same `Arc`): one source of catalog.toml, in one configuration.
 pub trait SubPlanSource: Debug + Send + Sync {
-    /// The source's name, for EXPLAIN.
-    fn source_name(&self) -> &str;
-
-    /// Whether the source runs work in the store (`pushdown` of catalog.toml): the rule
-    /// offers nothing to a source that does not.
-    fn pushdown(&self) -> bool;
+    /// The source: its name, for EXPLAIN, and whether it runs work in the store (the rule
+    /// offers nothing to a source that does not).
+    fn settings(&self) -> &SourceSettings;
 
     /// Compiles `plan` into one native query, or returns `None` when any part of it cannot
     /// be run with exactly DataFusion's semantics. Every table scan of `plan` belongs to this
@@ -171,14 +170,14 @@ impl OptimizerRule for SubPlanRule {
             let Some(source) = self.single_source(&node) else {
                 return Ok(Transformed::no(node));
             };
-            if !source.pushdown() {
+            if !source.settings().pushdown {
                 return Ok(Transformed::no(node));
             }
             let Some(query) = source.compile(&node) else {
                 return Ok(Transformed::no(node));
             };
             let replaced = SubPlanNode {
-                source: source.source_name().to_owned(),
+                source: source.settings().name.clone(),
                 schema: Arc::clone(node.schema()),
                 plan: Arc::new(node),
                 query,

@@ -21,7 +21,7 @@ use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
-    TableRef,
+    SourceSettings, TableRef,
 };
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -181,8 +181,8 @@ impl ElasticConnector {
                 },
             );
         }
-        let mut remote = Remote::new(
-            context.name.clone(),
+        let remote = Remote::new(
+            SourceSettings::new(context, options.pushdown),
             nodes,
             auth,
             ca_pem,
@@ -199,8 +199,6 @@ impl ElasticConnector {
             )?,
         )
         .map_err(|e| OptionError::new("ca_file", e))?;
-        remote.response_timeout = context.response_timeout;
-        remote.pushdown = options.pushdown;
         Ok(Self {
             remote: Arc::new(remote),
             settings: Arc::new(ScanSettings {
@@ -238,7 +236,7 @@ impl ElasticConnector {
             .map_err(|e| ConnectorError::InvalidData(format!("the mapping of {index}: {e}")))?;
         for field in &unsupported {
             tracing::warn!(
-                source = %self.remote.source,
+                source = %self.remote.settings.name,
                 "field {} of {index} is mapped as {}: read as JSON text",
                 field.path,
                 field.mapping_type
@@ -431,7 +429,7 @@ impl Connector for ElasticConnector {
         if table.namespace != NAMESPACE || !self.names.exposes(&table.name) {
             return Err(ConnectorError::NotFound(format!(
                 "{}.{}",
-                self.remote.source, table.name
+                self.remote.settings.name, table.name
             )));
         }
         let schema = self.schema(&table.name).await?;

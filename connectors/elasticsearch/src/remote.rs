@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use polygate_connector_core::ConnectorError;
+use polygate_connector_core::{ConnectorError, SourceSettings};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -119,18 +119,14 @@ pub(crate) fn path_segment(name: &str) -> String {
 /// The cluster a source reads, and how to reach it.
 #[derive(Debug)]
 pub(crate) struct Remote {
-    /// The source's name, for errors and EXPLAIN.
-    pub source: String,
+    /// The source's name, answer bound and pushdown switch.
+    pub settings: SourceSettings,
     nodes: Vec<String>,
     /// The nodes as errors name them: without the credentials a URL may hold.
     shown: Vec<String>,
     http: reqwest::Client,
     authorization: Option<HeaderValue>,
     flavour: OnceCell<Flavour>,
-    /// The longest a scan waits for its next page (`response_timeout_secs`).
-    pub response_timeout: Duration,
-    /// Whether the cluster runs what it answers exactly (`pushdown`).
-    pub pushdown: bool,
 }
 
 /// Authentication to send with every request.
@@ -143,7 +139,7 @@ pub(crate) enum Auth {
 
 impl Remote {
     pub fn new(
-        source: String,
+        settings: SourceSettings,
         nodes: Vec<String>,
         auth: Auth,
         ca_pem: Option<Vec<u8>>,
@@ -184,14 +180,12 @@ impl Remote {
             .map(|n| n.trim_end_matches('/').to_owned())
             .collect();
         Ok(Self {
-            source,
+            settings,
             shown: nodes.iter().map(|n| without_credentials(n)).collect(),
             nodes,
             http,
             authorization,
             flavour: OnceCell::new(),
-            response_timeout: polygate_connector_core::SourceContext::DEFAULT_RESPONSE_TIMEOUT,
-            pushdown: true,
         })
     }
 

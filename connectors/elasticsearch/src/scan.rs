@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Float32Builder, RecordBatchOptions, StringBuilder};
@@ -20,7 +19,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use polygate_connector_core::prefetch::{Prefetched, open_detached};
 use polygate_connector_core::remote_scan::{RemoteRelation, RemoteScan, RemoteScanExec};
 use polygate_connector_core::scan::{partitions, scan_filters};
-use polygate_connector_core::{ConnectorError, SourceError};
+use polygate_connector_core::{ConnectorError, SourceError, SourceSettings};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -118,8 +117,8 @@ impl RemoteRelation for IndexTable {
         Arc::clone(&self.schema)
     }
 
-    fn pushdown(&self) -> bool {
-        self.remote.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.remote.settings
     }
 
     /// When the cluster selects exactly the documents for which it is TRUE (see
@@ -150,7 +149,7 @@ impl RemoteRelation for IndexTable {
                 && let Some(reason) = self.unkept.get(&field.name)
             {
                 return Err(SourceError::into_datafusion(
-                    &self.remote.source,
+                    &self.remote.settings.name,
                     ConnectorError::InvalidData(format!(
                         "{reason}: polygate reads documents from _source, so it cannot read \
                          column {} (its aggregates, counts, _id and _index still work)",
@@ -187,7 +186,7 @@ impl RemoteRelation for IndexTable {
             .remote
             .flavour()
             .await
-            .map_err(|e| SourceError::into_datafusion(&self.remote.source, e))?;
+            .map_err(|e| SourceError::into_datafusion(&self.remote.settings.name, e))?;
         let point_in_time = match self.settings.paging {
             Paging::Auto => flavour.sorts_by_shard_doc(),
             Paging::PointInTime => true,
@@ -414,16 +413,8 @@ impl IndexSearch {
 impl RemoteScan for IndexSearch {
     const NAME: &'static str = "SearchExec";
 
-    fn source(&self) -> &str {
-        &self.remote.source
-    }
-
-    fn response_timeout(&self) -> Duration {
-        self.remote.response_timeout
-    }
-
-    fn pushdown(&self) -> bool {
-        self.remote.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.remote.settings
     }
 
     fn schema(&self) -> &SchemaRef {
@@ -443,7 +434,11 @@ impl RemoteScan for IndexSearch {
     }
 
     fn fmt_native(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "source={}, index={}", self.remote.source, self.index)?;
+        write!(
+            f,
+            "source={}, index={}",
+            self.remote.settings.name, self.index
+        )?;
         let mode = self.mode();
         write!(f, ", paging={mode}")?;
         if self.layout.slices > 1 {
@@ -497,7 +492,7 @@ impl RemoteScan for IndexSearch {
             })
             .collect();
         let reader = PageReader {
-            source: self.remote.source.clone(),
+            source: self.remote.settings.name.clone(),
             schema: Arc::clone(&self.schema),
             columns: self.search.columns.clone(),
             scores: self.search.scores(),
@@ -608,7 +603,7 @@ impl Drop for ContextGuard {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = remote.request(Method::DELETE, path, Some(&body)).await {
-                    tracing::warn!(source = %remote.source, %error, "closing a search context");
+                    tracing::warn!(source = %remote.settings.name, %error, "closing a search context");
                 }
             });
         }
@@ -627,7 +622,7 @@ struct Pager {
 
 impl Pager {
     fn error(&self, error: ConnectorError) -> DataFusionError {
-        SourceError::into_datafusion(&self.remote.source, error)
+        SourceError::into_datafusion(&self.remote.settings.name, error)
     }
 
     /// Sends every page to `pages`, closing the search context at the end.
@@ -742,7 +737,7 @@ impl Pager {
 /// Sends one search of `index` and reads its page; shard failures and timeouts are errors,
 /// never fewer rows.
 async fn search(remote: &Remote, index: &str, path: &str, body: &Value) -> Result<SearchResponse> {
-    let error = |e| SourceError::into_datafusion(&remote.source, e);
+    let error = |e| SourceError::into_datafusion(&remote.settings.name, e);
     let bytes = remote
         .request(Method::POST, path, Some(body))
         .await

@@ -25,7 +25,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
@@ -41,7 +40,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use polygate_connector_core::prefetch::Prefetched;
 use polygate_connector_core::remote_scan::{RemoteScan, RemoteScanExec, RemoteTable};
 use polygate_connector_core::subplan::{NativeQuery, SubPlanSource, returns_planned_types};
-use polygate_connector_core::{ConnectorError, SourceError};
+use polygate_connector_core::{ConnectorError, SourceError, SourceSettings};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -57,12 +56,8 @@ const BUCKETS_PER_PAGE: usize = 1_000;
 const EXACT_IN_DOUBLE: f64 = 9_007_199_254_740_992.0;
 
 impl SubPlanSource for Remote {
-    fn source_name(&self) -> &str {
-        &self.source
-    }
-
-    fn pushdown(&self) -> bool {
-        self.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.settings
     }
 
     fn compile(&self, plan: &LogicalPlan) -> Option<Arc<dyn NativeQuery>> {
@@ -415,7 +410,10 @@ impl CompiledAggregate {
     }
 
     fn error(&self, message: String) -> DataFusionError {
-        SourceError::into_datafusion(&self.remote.source, ConnectorError::InvalidData(message))
+        SourceError::into_datafusion(
+            &self.remote.settings.name,
+            ConnectorError::InvalidData(message),
+        )
     }
 
     /// Runs the requests and returns the rows, a batch per page.
@@ -432,14 +430,14 @@ impl CompiledAggregate {
                 .remote
                 .json(Method::POST, &self.path(), Some(&self.body(after.as_ref())))
                 .await
-                .map_err(|e| SourceError::into_datafusion(&self.remote.source, e))?;
+                .map_err(|e| SourceError::into_datafusion(&self.remote.settings.name, e))?;
             let failed_shards = answer
                 .pointer("/_shards/failed")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
             if answer.get("timed_out") == Some(&Value::Bool(true)) || failed_shards > 0 {
                 return Err(SourceError::into_datafusion(
-                    &self.remote.source,
+                    &self.remote.settings.name,
                     ConnectorError::Unavailable(format!(
                         "the aggregation over {} failed on some shards: {}",
                         self.index,
@@ -621,17 +619,9 @@ struct SearchAggregate(Arc<CompiledAggregate>);
 impl RemoteScan for SearchAggregate {
     const NAME: &'static str = "SearchAggregateExec";
 
-    fn source(&self) -> &str {
-        &self.0.remote.source
-    }
-
-    fn response_timeout(&self) -> Duration {
-        self.0.remote.response_timeout
-    }
-
-    /// An aggregate's rows are computed: it takes no further sort, limit or projection.
-    fn pushdown(&self) -> bool {
-        false
+    /// An aggregate takes no further sort, limit or projection: `with_*` are the defaults.
+    fn settings(&self) -> &SourceSettings {
+        &self.0.remote.settings
     }
 
     fn schema(&self) -> &SchemaRef {
@@ -654,7 +644,7 @@ impl RemoteScan for SearchAggregate {
         write!(
             f,
             "source={}, index={}, {}",
-            self.0.remote.source,
+            self.0.remote.settings.name,
             self.0.index,
             self.0.describe_request()
         )
@@ -689,7 +679,7 @@ mod tests {
 
     fn compiled(outputs: Vec<Output>) -> CompiledAggregate {
         let remote = Remote::new(
-            "s".into(),
+            SourceSettings::new(&polygate_connector_core::SourceContext::new("s", "."), true),
             vec!["http://127.0.0.1:9".into()],
             Auth::None,
             None,

@@ -31,7 +31,7 @@ use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
-    TableRef,
+    SourceSettings, TableRef,
 };
 
 pub use options::{CollectionOptions, MongoOptions};
@@ -148,7 +148,7 @@ impl MongoConnector {
         check_url(&options.url)?;
         Ok(Self {
             remote: Arc::new(Remote {
-                source: context.name.clone(),
+                settings: SourceSettings::new(context, options.pushdown),
                 url: options.url,
                 connect_timeout: OptionError::seconds(
                     "connect_timeout_secs",
@@ -156,10 +156,8 @@ impl MongoConnector {
                     1..=OptionError::MAX_CONNECT_SECS,
                 )?,
                 client: tokio::sync::OnceCell::new(),
-                pushdown: options.pushdown,
                 partition_documents: options.partition_documents,
                 batch_size: options.batch_size,
-                response_timeout: context.response_timeout,
             }),
             databases,
             names: NameFilter::new(options.include, options.exclude),
@@ -197,7 +195,7 @@ impl MongoConnector {
         for path in Inference::conflicts(&inference.fields) {
             if !declared.columns.contains_key(&path) {
                 tracing::warn!(
-                    source = %self.remote.source,
+                    source = %self.remote.settings.name,
                     "field {path} of {collection} holds values of conflicting types: read as \
                      Extended JSON text; declare its type in catalog.toml to read it otherwise"
                 );
@@ -277,7 +275,7 @@ impl Connector for MongoConnector {
         if !self.names.exposes(&table.name) {
             return Err(ConnectorError::NotFound(format!(
                 "{}.{}",
-                self.remote.source, table
+                self.remote.settings.name, table
             )));
         }
         let schema = self.schema(table).await?;

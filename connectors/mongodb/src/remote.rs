@@ -7,25 +7,21 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
-use polygate_connector_core::{ConnectorError, TableRef};
+use polygate_connector_core::{ConnectorError, SourceSettings, TableRef};
 
 /// How to reach a source's server, shared by the source's collections.
 #[derive(Debug)]
 pub(crate) struct Remote {
-    /// The source's name, for errors and EXPLAIN.
-    pub(crate) source: String,
+    /// The source's name, answer bound and pushdown switch.
+    pub(crate) settings: SourceSettings,
     pub(crate) url: String,
     pub(crate) connect_timeout: Duration,
     /// The driver's client, with its own pool of connections, created on first use.
     pub(crate) client: tokio::sync::OnceCell<Client>,
-    /// Whether filters, sorts, limits and aggregates may run in MongoDB.
-    pub(crate) pushdown: bool,
     /// The documents per partition of a parallel scan.
     pub(crate) partition_documents: u64,
     /// Documents per server batch.
     pub(crate) batch_size: u32,
-    /// The longest a scan waits for its next batch (`response_timeout_secs`).
-    pub(crate) response_timeout: Duration,
 }
 
 impl Remote {

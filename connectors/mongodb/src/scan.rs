@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatchOptions};
@@ -26,7 +25,7 @@ use mongodb::raw_batch_cursor::{RawBatch, RawBatchCursor};
 use polygate_connector_core::prefetch::{Prefetched, open_detached};
 use polygate_connector_core::remote_scan::{RemoteRelation, RemoteScan, RemoteScanExec};
 use polygate_connector_core::scan::{partitions, scan_filters};
-use polygate_connector_core::{ConnectorError, SourceError, TableRef};
+use polygate_connector_core::{ConnectorError, SourceError, SourceSettings, TableRef};
 
 use crate::decode::{RecordDecoder, extended_json};
 use crate::filter::{filter, safe_name};
@@ -91,7 +90,7 @@ impl MongoTable {
             .remote
             .sample_ids(&self.collection, parts * 10)
             .await
-            .map_err(|e| SourceError::into_datafusion(&self.remote.source, e))?;
+            .map_err(|e| SourceError::into_datafusion(&self.remote.settings.name, e))?;
         Ok(id_ranges(ids, parts))
     }
 }
@@ -133,8 +132,8 @@ impl RemoteRelation for MongoTable {
         Arc::clone(self.schema.arrow())
     }
 
-    fn pushdown(&self) -> bool {
-        self.remote.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.remote.settings
     }
 
     /// When MongoDB selects exactly the documents for which it is TRUE (see
@@ -383,16 +382,8 @@ impl MongoScan {
 impl RemoteScan for MongoScan {
     const NAME: &'static str = "MongoScanExec";
 
-    fn source(&self) -> &str {
-        &self.remote.source
-    }
-
-    fn response_timeout(&self) -> Duration {
-        self.remote.response_timeout
-    }
-
-    fn pushdown(&self) -> bool {
-        self.remote.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.remote.settings
     }
 
     fn schema(&self) -> &SchemaRef {
@@ -416,7 +407,7 @@ impl RemoteScan for MongoScan {
         write!(
             f,
             "source={}, collection={}",
-            self.remote.source, self.collection
+            self.remote.settings.name, self.collection
         )?;
         if !self.ranges.is_empty() {
             write!(f, ", partitions={} (_id ranges)", self.ranges.len())?;
@@ -607,7 +598,7 @@ impl BatchReader {
         self,
         stages: Vec<Document>,
     ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
-        let source = self.remote.source.clone();
+        let source = self.remote.settings.name.clone();
         futures::stream::once(async move {
             let collection = self
                 .remote
@@ -619,7 +610,7 @@ impl BatchReader {
                 collection,
                 stages,
                 self.remote.batch_size,
-                self.remote.response_timeout,
+                self.remote.settings.response_timeout,
             )
             .await
             .map_err(|e| SourceError::into_datafusion(&source, e))?;
@@ -683,7 +674,7 @@ impl BatchReader {
     }
 
     fn error(&self, error: ConnectorError) -> DataFusionError {
-        SourceError::into_datafusion(&self.remote.source, error)
+        SourceError::into_datafusion(&self.remote.settings.name, error)
     }
 
     fn decode_error(
@@ -699,7 +690,11 @@ impl BatchReader {
         self.error(ConnectorError::InvalidData(format!(
             "collection {}, document _id {id}, field {}: {}; declare the field's type in \
              [sources.{}.collections.{}.columns] or raise sample_size",
-            self.collection, error.path, error.message, self.remote.source, self.collection.name
+            self.collection,
+            error.path,
+            error.message,
+            self.remote.settings.name,
+            self.collection.name
         )))
     }
 

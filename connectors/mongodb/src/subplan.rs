@@ -27,9 +27,9 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Expr, LogicalPlan, SortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use mongodb::bson::{Bson, Document, doc};
-use polygate_connector_core::TableRef;
 use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{NativeQuery, SubPlanSource, returns_planned_types};
+use polygate_connector_core::{SourceSettings, TableRef};
 
 use crate::filter::{FieldPath, Fields, filter, safe_name};
 use crate::order::{SortKey, sort_stage};
@@ -39,12 +39,8 @@ use crate::scan::{MongoScan, MongoScanExec, MongoTable, Reading};
 use crate::types::FieldType;
 
 impl SubPlanSource for Remote {
-    fn source_name(&self) -> &str {
-        &self.source
-    }
-
-    fn pushdown(&self) -> bool {
-        self.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.settings
     }
 
     fn compile(&self, plan: &LogicalPlan) -> Option<Arc<dyn NativeQuery>> {

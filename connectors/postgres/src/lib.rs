@@ -25,7 +25,7 @@ use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{SourceFinder, SubPlanSource};
 use polygate_connector_core::{
     Connector, ConnectorError, ConnectorFactory, NameFilter, Namespace, OptionError, SourceContext,
-    TableRef,
+    SourceSettings, TableRef,
 };
 use tokio_postgres::Client;
 
@@ -135,14 +135,12 @@ impl PostgresConnector {
             .map_err(|e| OptionError::new("pool_size", e.to_string()))?;
         Ok(Self {
             remote: Arc::new(Remote {
-                source: context.name.clone(),
+                settings: SourceSettings::new(context, options.pushdown),
                 pool,
                 connect_timeout,
                 tls,
-                pushdown: options.pushdown,
                 partition_pages: options.partition_pages,
                 parallel_sessions: tokio::sync::Mutex::new(()),
-                response_timeout: context.response_timeout,
             }),
             schemas: options.schemas,
             names: NameFilter::new(options.include, options.exclude),
@@ -210,7 +208,7 @@ impl PostgresConnector {
         if rows.is_empty() {
             return Err(ConnectorError::NotFound(format!(
                 "{}.{}",
-                self.remote.source, table
+                self.remote.settings.name, table
             )));
         }
         Ok(rows
@@ -227,7 +225,7 @@ impl PostgresConnector {
                 }
                 if column.read_as_text() {
                     tracing::info!(
-                        source = %self.remote.source,
+                        source = %self.remote.settings.name,
                         "column {}.{} of type {} is read as text",
                         table,
                         column.name,
@@ -280,7 +278,7 @@ impl Connector for PostgresConnector {
         if !self.exposes(&table.name) {
             return Err(ConnectorError::NotFound(format!(
                 "{}.{}",
-                self.remote.source, table
+                self.remote.settings.name, table
             )));
         }
         let client = self.connect().await?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool, PoolError, TimeoutType};
-use polygate_connector_core::ConnectorError;
+use polygate_connector_core::{ConnectorError, SourceSettings};
 
 use crate::tls;
 
@@ -14,22 +14,18 @@ pub(crate) const POOL_WAIT: Duration = Duration::from_secs(30);
 /// How to reach a source's server and what to ask of it, shared by the source's tables.
 #[derive(Debug)]
 pub(crate) struct Remote {
-    /// The source's name, for errors and EXPLAIN.
-    pub(crate) source: String,
+    /// The source's name, answer bound and pushdown switch.
+    pub(crate) settings: SourceSettings,
     /// A bounded pool of sessions to the server, created lazily.
     pub(crate) pool: Pool,
     pub(crate) connect_timeout: Duration,
     /// The TLS connector of the source's sessions, also for their cancel requests.
     pub(crate) tls: tls::Connector,
-    /// Whether filters may be evaluated by PostgreSQL.
-    pub(crate) pushdown: bool,
     /// The fewest pages a `ctid` range partition of a parallel scan reads.
     pub(crate) partition_pages: u64,
     /// Held while a parallel scan takes its sessions, so that two parallel scans never each
     /// hold part of the pool while waiting for the rest.
     pub(crate) parallel_sessions: tokio::sync::Mutex<()>,
-    /// The longest a scan waits for its next rows (`response_timeout_secs`).
-    pub(crate) response_timeout: Duration,
 }
 
 /// Half of `pool_size`, rounded up: see [`Remote::scan_share`].

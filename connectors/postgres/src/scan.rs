@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -18,7 +17,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
 use polygate_connector_core::remote_scan::{RemoteRelation, RemoteScan, RemoteScanExec};
 use polygate_connector_core::scan::{partitions, scan_filters};
-use polygate_connector_core::{ConnectorError, SourceError, TableRef};
+use polygate_connector_core::{ConnectorError, SourceError, SourceSettings, TableRef};
 
 use deadpool_postgres::Object;
 
@@ -108,8 +107,8 @@ impl RemoteRelation for PostgresTable {
         Arc::clone(&self.schema)
     }
 
-    fn pushdown(&self) -> bool {
-        self.remote.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.remote.settings
     }
 
     /// When PostgreSQL computes exactly DataFusion's answer for it (see [`crate::filter`]).
@@ -242,16 +241,8 @@ impl PostgresScan {
 impl RemoteScan for PostgresScan {
     const NAME: &'static str = "PostgresScanExec";
 
-    fn source(&self) -> &str {
-        &self.partition.remote.source
-    }
-
-    fn response_timeout(&self) -> Duration {
-        self.partition.remote.response_timeout
-    }
-
-    fn pushdown(&self) -> bool {
-        self.partition.remote.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.partition.remote.settings
     }
 
     fn schema(&self) -> &SchemaRef {
@@ -271,7 +262,7 @@ impl RemoteScan for PostgresScan {
     }
 
     fn fmt_native(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "source={}", self.partition.remote.source)?;
+        write!(f, "source={}", self.partition.remote.settings.name)?;
         if !self.ranges.is_empty() {
             write!(
                 f,
@@ -519,7 +510,7 @@ impl PostgresPartition {
         let remote = Arc::clone(&self.remote);
         let sql = self.sql();
         let params = self.params.clone();
-        let source = self.remote.source.clone();
+        let source = self.remote.settings.name.clone();
         let fail = move |e| SourceError::into_datafusion(source.clone(), e);
         let assembler = BatchAssembler::new(
             self.columns.clone(),

@@ -34,6 +34,7 @@ use datafusion::logical_expr::{
     Sort, TableScan, Union,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use polygate_connector_core::SourceSettings;
 use polygate_connector_core::remote_scan::RemoteTable;
 use polygate_connector_core::subplan::{NativeQuery, SubPlanSource};
 
@@ -44,12 +45,8 @@ use crate::scan::{PostgresScan, PostgresScanExec, PostgresTable};
 use crate::types::{PgColumn, quote_ident};
 
 impl SubPlanSource for Remote {
-    fn source_name(&self) -> &str {
-        &self.source
-    }
-
-    fn pushdown(&self) -> bool {
-        self.pushdown
+    fn settings(&self) -> &SourceSettings {
+        &self.settings
     }
 
     fn compile(&self, plan: &LogicalPlan) -> Option<Arc<dyn NativeQuery>> {
