@@ -2,6 +2,7 @@
 //! PostgreSQL's own), failures answered 28P01, and TLS served, verified by libpq, and required.
 
 use std::process::Command;
+use std::sync::Arc;
 
 use polygate::pg::Verifier;
 use polygate_tests::backends::{self, Backend, server_message, unique_name};
@@ -151,5 +152,81 @@ async fn tls_is_served_verified_and_required() -> anyhow::Result<()> {
     // TLS with a wrong password is still a wrong password.
     let wrong = psql(&verified, "wonderlan", "SELECT 1")?.expect_err("wrong password");
     assert!(wrong.contains("password authentication failed"), "{wrong}");
+    Ok(())
+}
+
+/// Bytes sent in the clear between an SSLRequest and the TLS handshake could come from anyone
+/// on the path. A client that sends its start-up message there, as an attacker injecting it
+/// would, gets a FATAL error over TLS and a closed connection, never an authentication request
+/// for the injected start-up message (CVE-2021-23214 in PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_after_an_ssl_request_is_never_read() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let certs = tempfile::tempdir()?;
+    make_ca(certs.path(), "test-ca")?;
+    make_server_certificate(certs.path(), "test-ca")?;
+    let gateway = TestGateway::demo_with(&format!(
+        "auth = \"scram-sha-256\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
+         [gateway.users]\nalice = \"wonderland\"\n",
+        certs.path().join("server.crt").display(),
+        certs.path().join("server.key").display(),
+    ))
+    .await?;
+
+    // SSLRequest, then a start-up message in the same packet, in the clear.
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&8_i32.to_be_bytes());
+    packet.extend_from_slice(&80_877_103_i32.to_be_bytes());
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608_i32.to_be_bytes());
+    for part in ["user", "alice", "database", "polygate", ""] {
+        startup.extend_from_slice(part.as_bytes());
+        startup.push(0);
+    }
+    packet.extend_from_slice(&(startup.len() as i32 + 4).to_be_bytes());
+    packet.extend_from_slice(&startup);
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port())).await?;
+    tcp.write_all(&packet).await?;
+    let mut answer = [0_u8; 1];
+    tcp.read_exact(&mut answer).await?;
+    assert_eq!(answer[0], b'S', "TLS is accepted");
+
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(
+        certs.path().join("test-ca.crt"),
+    )?)?;
+    let config = ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut received),
+    )
+    .await;
+    // The server may close without a TLS close_notify; what it sent before counts.
+    assert!(read.is_ok(), "the connection is closed");
+    assert_eq!(
+        received.first(),
+        Some(&b'E'),
+        "an ErrorResponse: {received:?}"
+    );
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.contains("08P01"), "{text}");
+    assert!(
+        text.contains("received unencrypted data after SSL request"),
+        "{text}"
+    );
     Ok(())
 }

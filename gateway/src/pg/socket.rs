@@ -5,6 +5,10 @@
 //! the gateway buffer a gigabyte per connection slot. PostgreSQL reads at most a 10,000-byte
 //! start-up packet and 65,535-byte authentication tokens before a client is known; here the
 //! read side of the socket stops after [`PRE_AUTH_BYTES`] until the client authenticates.
+//!
+//! Bytes a client sent after its SSLRequest but before the TLS handshake were sent in the
+//! clear: anyone on the path could have put them there. They are never read as messages of
+//! the encrypted session (CVE-2021-23214 in PostgreSQL): such a connection is closed.
 
 use std::io;
 use std::pin::Pin;
@@ -17,7 +21,7 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::PgWireFrontendMessage;
 use pgwire::tokio::TlsAcceptor;
-use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
+use pgwire::tokio::server::{MaybeTls, negotiate_tls, process_error, process_message};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
@@ -41,6 +45,18 @@ pub(super) async fn process_socket<H: PgWireServerHandlers>(
         return Ok(());
     };
     let parts = negotiated.into_parts();
+    if matches!(parts.io, MaybeTls::Tls(_)) && !parts.read_buf.is_empty() {
+        let mut socket = Framed::from_parts(parts);
+        let fatal = ErrorInfo::new(
+            "FATAL".to_owned(),
+            "08P01".to_owned(),
+            "received unencrypted data after SSL request".to_owned(),
+        );
+        let _ = socket
+            .send(PgWireBackendMessage::ErrorResponse(fatal.into()))
+            .await;
+        return Ok(());
+    }
     let mut bounded = FramedParts::new(
         PreAuthBudget {
             io: parts.io,
