@@ -299,7 +299,15 @@ fn compile(plan: &LogicalPlan) -> Option<Stage> {
             if skip > 0 {
                 stage.stages.push(doc! { "$skip": skip as i64 });
             }
-            if let Some(fetch) = fetch {
+            // A sort's own fetch below may already be this limit, or a smaller one.
+            let limited = |stage: &Document| {
+                stage
+                    .get_i64("$limit")
+                    .is_ok_and(|limit| fetch.is_some_and(|fetch| limit <= fetch as i64))
+            };
+            if let Some(fetch) = fetch
+                && !(skip == 0 && stage.stages.last().is_some_and(limited))
+            {
                 stage.stages.push(doc! { "$limit": fetch as i64 });
             }
             Some(stage)
