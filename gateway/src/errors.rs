@@ -7,7 +7,6 @@
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
-use pgwire::error::{ErrorInfo, PgWireError};
 use polygate_connector_core::{ConnectorError, SourceError};
 
 use crate::settings::SettingError;
@@ -115,17 +114,6 @@ impl std::fmt::Display for CancelReason {
             Self::Shutdown => "administrator command",
             Self::ClientGone => "client disconnection",
         })
-    }
-}
-
-impl From<GatewayError> for PgWireError {
-    fn from(error: GatewayError) -> Self {
-        let PgError { code, message } = error.to_pg();
-        PgWireError::UserError(Box::new(ErrorInfo::new(
-            "ERROR".to_owned(),
-            code.to_owned(),
-            message,
-        )))
     }
 }
 

@@ -10,8 +10,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pgwire::types::format::FormatOptions;
-
 /// The PostgreSQL version polygate presents itself as: clients choose their queries by it.
 pub const SERVER_VERSION: &str = concat!("16.4 (polygate ", env!("CARGO_PKG_VERSION"), ")");
 /// [`SERVER_VERSION`] as `server_version_num`.
@@ -376,19 +374,6 @@ impl Settings {
                 },
             )
             .collect()
-    }
-
-    /// How values are written in text format, as the client's settings ask.
-    pub fn format_options(&self) -> FormatOptions {
-        let mut options = FormatOptions::default();
-        options.date_style = self.get("datestyle").unwrap_or_default();
-        options.interval_style = self.get("intervalstyle").unwrap_or_default();
-        options.bytea_output = self.get("bytea_output").unwrap_or_default();
-        if let Ok(digits) = self.get("extra_float_digits").unwrap_or_default().parse() {
-            options.extra_float_digits = digits;
-        }
-        options.time_zone = self.get("timezone").unwrap_or_default();
-        options
     }
 }
 

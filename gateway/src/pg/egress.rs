@@ -32,6 +32,8 @@ use pgwire::types::ToSqlText;
 use pgwire::types::format::FormatOptions;
 use postgres_types::{IsNull, ToSql};
 
+use crate::settings::Settings;
+
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_SECONDS: i64 = 946_684_800;
 /// Days from the Unix epoch to PostgreSQL's.
@@ -364,6 +366,23 @@ impl Encoder for Writer<'_> {
     }
 
     fn take_row(&mut self) -> Self::Item {}
+}
+
+/// How values are written in text format, as the client's settings ask.
+pub(super) fn format_options(settings: &Settings) -> FormatOptions {
+    let mut options = FormatOptions::default();
+    options.date_style = settings.get("datestyle").unwrap_or_default();
+    options.interval_style = settings.get("intervalstyle").unwrap_or_default();
+    options.bytea_output = settings.get("bytea_output").unwrap_or_default();
+    if let Ok(digits) = settings
+        .get("extra_float_digits")
+        .unwrap_or_default()
+        .parse()
+    {
+        options.extra_float_digits = digits;
+    }
+    options.time_zone = settings.get("timezone").unwrap_or_default();
+    options
 }
 
 #[cfg(test)]

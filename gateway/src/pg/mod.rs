@@ -7,6 +7,18 @@
 
 mod bind;
 mod connection;
+/// A gateway error as pgwire sends it: an ErrorResponse with its SQLSTATE.
+impl From<crate::errors::GatewayError> for pgwire::error::PgWireError {
+    fn from(error: crate::errors::GatewayError) -> Self {
+        let crate::errors::PgError { code, message } = error.to_pg();
+        Self::UserError(Box::new(pgwire::error::ErrorInfo::new(
+            "ERROR".to_owned(),
+            code.to_owned(),
+            message,
+        )))
+    }
+}
+
 #[cfg(test)]
 mod decode_fuzz;
 mod egress;

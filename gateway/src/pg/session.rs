@@ -339,7 +339,7 @@ impl Session {
             Statement::Planned(plan) => plan,
         };
         let settings = self.core.settings(session);
-        let options = Arc::new(settings.format_options());
+        let options = Arc::new(super::egress::format_options(&settings));
         respond(
             session,
             plan,
