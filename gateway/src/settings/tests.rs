@@ -1,3 +1,5 @@
+//! Session settings: what SET accepts, what SHOW reports, and what is refused.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Statement classification: what runs, what is answered by the gateway, what is refused.
+
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 

@@ -1,3 +1,5 @@
+//! `_source` JSON into Arrow: every field kind, and the errors for values a column cannot hold.
+
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
 use serde_json::json;

@@ -1,3 +1,5 @@
+//! The query DSL leaves: SQL predicates and the queries they become, or `None`.
+
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::get_field;
 

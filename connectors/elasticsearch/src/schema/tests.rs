@@ -1,3 +1,5 @@
+//! Mappings into fields: every type, sub-fields, objects, and what is not searchable.
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! The egress encoders against arrow-pg's: the same bytes for every type and format.
+
 use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};

@@ -1,3 +1,5 @@
+//! SCRAM-SHA-256 exchanges, good and bad, against RFC 7677's test vectors.
+
 use super::*;
 
 const CLIENT_FIRST: &str = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
