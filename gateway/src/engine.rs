@@ -11,14 +11,13 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use polygate_catalog::pushdown::{with_connector_functions, with_sub_plan_pushdown};
 use polygate_catalog::{Catalog, GatewayConfig};
+use polygate_pgcompat::introspection::{self, SEARCH_PATH_SCHEMA, SessionInfo, StaticTables};
+use polygate_pgcompat::parser::PgParser;
+use polygate_pgcompat::rewrite::with_plan_rules;
+use polygate_pgcompat::settings::{SessionDefaults, SettingError, Settings};
+use polygate_pgcompat::statement::Command;
 
-use crate::depth;
 use crate::errors::GatewayError;
-use crate::introspection::{self, SEARCH_PATH_SCHEMA, SessionInfo, StaticTables};
-use crate::parser::PgParser;
-use crate::rewrite;
-use crate::settings::{SessionDefaults, SettingError, Settings};
-use crate::statement::Command;
 
 /// The database name `polygate query` uses, and the one assumed when a client names none.
 pub const DEFAULT_DATABASE: &str = "polygate";
@@ -284,9 +283,8 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.inner.runtime))
             .with_default_features();
-        let ctx = SessionContext::new_with_state(
-            with_connector_functions(with_sub_plan_pushdown(state)).build(),
-        );
+        let state = with_plan_rules(with_sub_plan_pushdown(state));
+        let ctx = SessionContext::new_with_state(with_connector_functions(state).build());
         let info = Arc::new(SessionInfo {
             user: user.to_owned(),
             database: database.to_owned(),
@@ -309,20 +307,7 @@ impl Engine {
     /// PostgreSQL clients' catalog queries are rewritten on the way into forms DataFusion
     /// plans (`'t'::regclass`, `OPERATOR(pg_catalog.~)`, `COLLATE`, `ANY(array)`).
     pub fn parse(&self, sql: &str) -> Result<Vec<Command>, GatewayError> {
-        depth::check_text(sql)?;
-        let statements = self
-            .inner
-            .parser
-            .parse(sql)
-            .map_err(|e| GatewayError::Syntax(e.to_string()))?;
-        statements
-            .into_iter()
-            .map(|mut statement| {
-                depth::limit(&mut statement)?;
-                rewrite::rewrite(&mut statement);
-                Command::classify(statement)
-            })
-            .collect()
+        Ok(polygate_pgcompat::commands(&self.inner.parser, sql)?)
     }
 }
 
@@ -346,7 +331,7 @@ fn ensure_read_only(plan: &LogicalPlan) -> Result<(), GatewayError> {
         _ => None,
     };
     match what {
-        Some(what) => Err(GatewayError::ReadOnly(what)),
+        Some(what) => Err(GatewayError::read_only(what)),
         None => Ok(()),
     }
 }

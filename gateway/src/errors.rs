@@ -8,24 +8,16 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use polygate_connector_core::{ConnectorError, SourceError};
-
-use crate::settings::SettingError;
+use polygate_pgcompat::error::SqlError;
+use polygate_pgcompat::settings::SettingError;
 
 /// An error of the gateway, as a client will see it.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// A statement that would write; polygate is read-only.
-    #[error("cannot execute {0} in a read-only gateway")]
-    ReadOnly(String),
-    /// SQL the parser rejects.
-    #[error("syntax error: {0}")]
-    Syntax(String),
-    /// A statement polygate does not run.
-    #[error("feature not supported: {0}")]
-    Unsupported(String),
-    /// A refused `SET`, `SHOW` or `RESET`.
+    /// An error of PostgreSQL's rules: a write refused, a statement or setting polygate does
+    /// not have, an expression nested too deep.
     #[error(transparent)]
-    Setting(#[from] SettingError),
+    Sql(#[from] SqlError),
     /// The statement was stopped before it finished.
     #[error("canceling statement due to {0}")]
     Canceled(CancelReason),
@@ -35,12 +27,6 @@ pub enum GatewayError {
     /// The wire protocol layer failed (encoding a value, writing to the client).
     #[error("{0}")]
     Wire(String),
-    /// A statement whose expressions nest deeper than the gateway evaluates (54001).
-    #[error("stack depth limit exceeded: an expression nests more than {0} levels deep")]
-    TooDeep(usize),
-    /// A statement with more operators than the gateway parses (54001).
-    #[error("stack depth limit exceeded: the statement has more than {0} operators")]
-    TooManyOperators(usize),
     /// A message the protocol does not allow here, or whose parts do not agree (08P01).
     #[error("{0}")]
     Protocol(String),
@@ -52,6 +38,12 @@ pub enum GatewayError {
     /// Anything raised while planning or executing a query.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
+}
+
+impl From<SettingError> for GatewayError {
+    fn from(error: SettingError) -> Self {
+        Self::Sql(error.into())
+    }
 }
 
 /// A SQLSTATE and the message that goes with it.
@@ -67,20 +59,13 @@ impl GatewayError {
     /// The SQLSTATE and message a client receives for this error.
     pub fn to_pg(&self) -> PgError {
         match self {
-            Self::ReadOnly(_) => PgError {
-                code: "25006",
-                message: self.to_string(),
-            },
-            Self::Syntax(_) => pg("42601", self.to_string()),
-            Self::Unsupported(_) => pg("0A000", self.to_string()),
-            Self::Setting(e) => pg(e.code(), e.to_string()),
+            Self::Sql(e) => pg(e.code(), e.to_string()),
             Self::Canceled(CancelReason::Shutdown) => pg("57P01", self.to_string()),
             Self::Canceled(_) => pg("57014", self.to_string()),
             Self::TooManyRows(_) => pg("54000", self.to_string()),
             Self::AbortedTransaction => pg("25P02", self.to_string()),
             Self::Wire(_) => pg("XX000", self.to_string()),
             Self::Protocol(_) => pg("08P01", self.to_string()),
-            Self::TooDeep(_) | Self::TooManyOperators(_) => pg("54001", self.to_string()),
             Self::DataFusion(e) => datafusion_to_pg(e),
         }
     }
@@ -89,7 +74,17 @@ impl GatewayError {
 impl GatewayError {
     /// A statement polygate does not run (0A000).
     pub fn unsupported(what: impl Into<String>) -> Self {
-        Self::Unsupported(what.into())
+        Self::Sql(SqlError::unsupported(what))
+    }
+
+    /// SQL the parser rejects (42601).
+    pub fn syntax(message: impl Into<String>) -> Self {
+        Self::Sql(SqlError::Syntax(message.into()))
+    }
+
+    /// A statement that would write (25006).
+    pub fn read_only(what: impl Into<String>) -> Self {
+        Self::Sql(SqlError::ReadOnly(what.into()))
     }
 }
 
@@ -143,6 +138,8 @@ fn datafusion_to_pg(error: &DataFusionError) -> PgError {
                 source_error_to_pg(source_error)
             } else if let Some(gateway_error) = e.downcast_ref::<GatewayError>() {
                 gateway_error.to_pg()
+            } else if let Some(sql_error) = e.downcast_ref::<SqlError>() {
+                pg(sql_error.code(), sql_error.to_string())
             } else if let Some(arrow_error) = e.downcast_ref::<ArrowError>() {
                 arrow_error_to_pg(arrow_error)
             } else {
@@ -281,7 +278,7 @@ mod tests {
             "source crm: the store ended the statement: terminating connection due to \
              administrator command",
         );
-        let read_only = GatewayError::ReadOnly("Insert Into".into()).to_pg();
+        let read_only = GatewayError::read_only("Insert Into").to_pg();
         assert_eq!(read_only.code, "25006");
     }
 }

@@ -11,8 +11,8 @@ use polygate::engine::{self, DEFAULT_DATABASE, Engine};
 use polygate::errors::GatewayError;
 use polygate::output::{OutputFormat, write_results};
 use polygate::pg::{Server, Verifier};
-use polygate::statement::Command as Statement;
 use polygate_catalog::{AuthMethod, Catalog, CatalogConfig, SourceState};
+use polygate_pgcompat::statement::Command as Statement;
 
 /// The catalog served when polygate is started with no command: the demo of the repository.
 const DEMO_CATALOG: &str = "examples/demo/catalog.toml";

@@ -30,9 +30,8 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::ToSqlText;
 use pgwire::types::format::FormatOptions;
+use polygate_pgcompat::settings::Settings;
 use postgres_types::{IsNull, ToSql};
-
-use crate::settings::Settings;
 
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_SECONDS: i64 = 946_684_800;

@@ -39,12 +39,13 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::types::format::FormatOptions;
 
+use polygate_pgcompat::settings::Settings;
+use polygate_pgcompat::statement::Command;
+
 use super::bind::BindShape;
 use super::connection::{Connection, Stop};
 use crate::engine::{self, DEFAULT_DATABASE, DEFAULT_USER, Engine, QuerySession};
 use crate::errors::{CancelReason, GatewayError};
-use crate::settings::Settings;
-use crate::statement::Command;
 
 /// A connection's state: the engine, the session made for its database, its transaction.
 pub struct Session {
@@ -498,7 +499,7 @@ impl QueryParser for Parser {
             0 => return Ok(None),
             1 => commands.remove(0),
             n => {
-                return Err(GatewayError::Syntax(format!(
+                return Err(GatewayError::syntax(format!(
                     "cannot insert {n} commands into a prepared statement"
                 ))
                 .into());
@@ -583,7 +584,7 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, GatewayE
     // PostgreSQL numbers parameters up to 65535 (the Bind message counts them in 16 bits);
     // a larger `$n` could only size a vector by the client's text.
     if count > usize::from(u16::MAX) {
-        return Err(GatewayError::Syntax(format!(
+        return Err(GatewayError::syntax(format!(
             "there is no parameter ${count}"
         )));
     }

@@ -22,6 +22,7 @@ use datafusion_pg_catalog::pg_catalog::ArrowTable;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
 use super::system_columns;
+use super::system_table::SystemTable;
 
 /// A view of our own in `pg_catalog`, by name.
 pub(super) type View = (&'static str, Arc<dyn TableProvider>);
@@ -50,13 +51,13 @@ impl SchemaProvider for PgCatalog {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         if let Some(view) = self.view(name) {
-            return Ok(Some(Arc::clone(view)));
+            return Ok(Some(SystemTable::wrap(Arc::clone(view))));
         }
         Ok(self
             .library
             .table(name)
             .await?
-            .map(|table| system_columns::WithXmin::wrap(name, table)))
+            .map(|table| SystemTable::wrap(system_columns::WithXmin::wrap(name, table))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

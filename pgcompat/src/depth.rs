@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, Statement, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 
-use crate::errors::GatewayError;
+use crate::error::SqlError;
 
 /// Chains of more operands than this are balanced; shorter ones are left as written, so that
 /// ordinary statements (their EXPLAIN and column names) are untouched.
@@ -36,9 +36,9 @@ pub const MAX_OPERATORS: usize = 200_000;
 
 /// Refuses SQL text with more than [`MAX_OPERATORS`] operators, counted by a scan of the text
 /// that skips literals, quoted names and comments, before anything parses it.
-pub fn check_text(sql: &str) -> Result<(), GatewayError> {
+pub fn check_text(sql: &str) -> Result<(), SqlError> {
     match operators(sql) > MAX_OPERATORS {
-        true => Err(GatewayError::TooManyOperators(MAX_OPERATORS)),
+        true => Err(SqlError::TooManyOperators(MAX_OPERATORS)),
         false => Ok(()),
     }
 }
@@ -129,12 +129,12 @@ fn operators(sql: &str) -> usize {
 
 /// Balances long `AND`/`OR` chains, then refuses the statement if an expression in it is
 /// still deeper than [`MAX_EXPRESSION_DEPTH`].
-pub fn limit(statement: &mut Statement) -> Result<(), GatewayError> {
+pub fn limit(statement: &mut Statement) -> Result<(), SqlError> {
     let _ = VisitMut::visit(statement, &mut BalanceChains);
     let mut depth = Depth::default();
     match Visit::visit(&*statement, &mut depth) {
         ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(()) => Err(GatewayError::TooDeep(MAX_EXPRESSION_DEPTH)),
+        ControlFlow::Break(()) => Err(SqlError::TooDeep(MAX_EXPRESSION_DEPTH)),
     }
 }
 
@@ -248,7 +248,7 @@ mod tests {
 
     fn limited(sql: &str) -> Result<String, String> {
         let mut statement = parse(sql);
-        limit(&mut statement).map_err(|e| e.to_pg().code.to_owned())?;
+        limit(&mut statement).map_err(|e| e.code().to_owned())?;
         Ok(statement.to_string())
     }
 
@@ -276,7 +276,7 @@ mod tests {
         }
         let long = format!("SELECT 1 WHERE {}", chain(150_000, "OR"));
         // 150,000 ORs and as many `=`.
-        assert_eq!(check_text(&long).map_err(|e| e.to_pg().code), Err("54001"));
+        assert_eq!(check_text(&long).map_err(|e| e.code()), Err("54001"));
         assert!(check_text(&format!("SELECT 1 WHERE {}", chain(50_000, "OR"))).is_ok());
     }
 

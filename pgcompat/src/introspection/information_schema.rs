@@ -14,8 +14,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result;
-use pgwire::api::Type;
 
+use super::system_table::SystemTable;
 use super::{INFORMATION_SCHEMA, PG_CATALOG, SourcesInfo};
 
 const TABLES: &[&str] = &[
@@ -147,7 +147,7 @@ impl InformationSchema {
                     continue;
                 };
                 for (position, field) in columns.fields().iter().enumerate() {
-                    let pg_type = into_pg_type(field.data_type()).unwrap_or(Type::TEXT);
+                    let udt_name = pg_type_name(field.data_type());
                     let (precision, scale) = numeric_precision(field.data_type());
                     rows.text(self.info.database());
                     rows.text(&schema);
@@ -156,14 +156,14 @@ impl InformationSchema {
                     rows.int(Some(position as i32 + 1));
                     rows.null_text();
                     rows.text(if field.is_nullable() { "YES" } else { "NO" });
-                    rows.text(sql_type_name(&pg_type));
+                    rows.text(sql_type_name(&udt_name));
                     rows.int(None);
                     rows.int(precision);
                     rows.int(scale);
                     rows.int(datetime_precision(field.data_type()));
                     rows.text(self.info.database());
                     rows.text(PG_CATALOG);
-                    rows.text(pg_type.name());
+                    rows.text(&udt_name);
                     rows.text("NO");
                     rows.text("NEVER");
                     rows.text("NO");
@@ -185,7 +185,7 @@ impl SchemaProvider for InformationSchema {
             return Ok(None);
         };
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        Ok(Some(Arc::new(table)))
+        Ok(Some(SystemTable::wrap(Arc::new(table))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -197,31 +197,34 @@ impl SchemaProvider for InformationSchema {
     }
 }
 
-/// The name `information_schema.columns.data_type` gives a PostgreSQL type.
-pub fn sql_type_name(pg_type: &Type) -> &str {
+/// The name of the PostgreSQL type a column of `data_type` is sent as (`int8`, `_text`): the
+/// mapping of `arrow-pg`, which encodes the gateway's results, so that the catalog and the
+/// wire agree.
+pub fn pg_type_name(data_type: &DataType) -> String {
+    into_pg_type(data_type).map_or_else(|_| "text".to_owned(), |t| t.name().to_owned())
+}
+
+/// The name `information_schema.columns.data_type` gives the PostgreSQL type named `udt_name`.
+pub fn sql_type_name(udt_name: &str) -> &str {
     // Array types are named after their element with a leading underscore (`_int4`).
-    if pg_type.name().starts_with('_') {
+    if udt_name.starts_with('_') {
         return "ARRAY";
     }
-    match *pg_type {
-        Type::BOOL => "boolean",
-        Type::INT2 => "smallint",
-        Type::INT4 => "integer",
-        Type::INT8 => "bigint",
-        Type::FLOAT4 => "real",
-        Type::FLOAT8 => "double precision",
-        Type::NUMERIC => "numeric",
-        Type::TEXT => "text",
-        Type::VARCHAR => "character varying",
-        Type::BPCHAR => "character",
-        Type::CHAR => "\"char\"",
-        Type::DATE => "date",
-        Type::TIME => "time without time zone",
-        Type::TIMETZ => "time with time zone",
-        Type::TIMESTAMP => "timestamp without time zone",
-        Type::TIMESTAMPTZ => "timestamp with time zone",
-        Type::INTERVAL => "interval",
-        _ => pg_type.name(),
+    match udt_name {
+        "bool" => "boolean",
+        "int2" => "smallint",
+        "int4" => "integer",
+        "int8" => "bigint",
+        "float4" => "real",
+        "float8" => "double precision",
+        "varchar" => "character varying",
+        "bpchar" => "character",
+        "char" => "\"char\"",
+        "time" => "time without time zone",
+        "timetz" => "time with time zone",
+        "timestamp" => "timestamp without time zone",
+        "timestamptz" => "timestamp with time zone",
+        other => other,
     }
 }
 
@@ -349,5 +352,50 @@ impl Rows {
             })
             .collect();
         Ok(RecordBatch::try_new(self.schema, columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::TimeUnit;
+
+    use super::*;
+
+    #[test]
+    fn columns_are_named_as_postgresql_names_their_types() {
+        let list = |item| DataType::List(Arc::new(Field::new("item", item, true)));
+        let utc = Some("UTC".into());
+        let cases = [
+            (DataType::Boolean, "bool", "boolean"),
+            (DataType::Int16, "int2", "smallint"),
+            (DataType::Int32, "int4", "integer"),
+            (DataType::Int64, "int8", "bigint"),
+            (DataType::Float32, "float4", "real"),
+            (DataType::Float64, "float8", "double precision"),
+            (DataType::Decimal128(10, 2), "numeric", "numeric"),
+            (DataType::Utf8, "text", "text"),
+            (DataType::Date32, "date", "date"),
+            (
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                "timestamp",
+                "timestamp without time zone",
+            ),
+            (
+                DataType::Timestamp(TimeUnit::Microsecond, utc),
+                "timestamptz",
+                "timestamp with time zone",
+            ),
+            (
+                DataType::Time64(TimeUnit::Microsecond),
+                "time",
+                "time without time zone",
+            ),
+            (list(DataType::Int32), "_int4", "ARRAY"),
+            (DataType::Binary, "bytea", "bytea"),
+        ];
+        for (data_type, udt_name, sql_name) in cases {
+            assert_eq!(pg_type_name(&data_type), udt_name, "{data_type}");
+            assert_eq!(sql_type_name(udt_name), sql_name, "{data_type}");
+        }
     }
 }

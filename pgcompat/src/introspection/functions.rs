@@ -114,7 +114,7 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
         },
     )));
-    ctx.register_udf(ScalarUDF::new_from_impl(IfFound::default()));
+    ctx.register_udf(if_found_udf());
     ctx.register_udf(ScalarUDF::new_from_impl(EmptyIfNull::default()));
     ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::default()));
     for function in session_functions(&session) {
@@ -132,7 +132,11 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
 }
 
 /// `pg_if_found(found, value)`: `value` where `found` is true, NULL elsewhere; see
-/// `rewrite::lift_outer_columns`.
+/// [`crate::rewrite::CatalogSubqueries`].
+pub fn if_found_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(IfFound::default())
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct IfFound {
     signature: Signature,
@@ -165,8 +169,13 @@ impl ScalarUDFImpl for IfFound {
             return exec_err!("pg_if_found takes two arguments");
         };
         let found = datafusion::arrow::compute::cast(&found.to_array(rows)?, &DataType::Boolean)?;
-        // Rows where `found` is false or NULL become NULL.
-        let keep = datafusion::arrow::compute::prep_null_mask_filter(found.as_boolean());
+        // Rows where `found` is false or NULL become NULL. (Arrow's mask of the nulls wants
+        // a null buffer: an array with none is its own mask.)
+        let found = found.as_boolean();
+        let keep = match found.nulls() {
+            Some(_) => datafusion::arrow::compute::prep_null_mask_filter(found),
+            None => found.clone(),
+        };
         let value = value.to_array(rows)?;
         let dropped = datafusion::arrow::compute::not(&keep)?;
         Ok(ColumnarValue::Array(datafusion::arrow::compute::nullif(
@@ -176,7 +185,7 @@ impl ScalarUDFImpl for IfFound {
 }
 
 /// `pg_empty_if_null(list)`: `list`, with an empty list of its type where it is NULL; see
-/// `rewrite::array_of_unnest`.
+/// the syntax rule `array_of_unnest`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct EmptyIfNull {
     signature: Signature,
@@ -246,7 +255,7 @@ impl ScalarUDFImpl for EmptyIfNull {
 }
 
 /// `pg_expandarray(list)`: each element `x` of `list` with its 1-based position `n`, as a
-/// list of `{x, n}` structs; see `rewrite::expand_array`.
+/// list of `{x, n}` structs; see the syntax rule `expand_array`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ExpandArray {
     signature: Signature,
@@ -434,7 +443,7 @@ fn bool_arg(args: &[ColumnarValue], index: usize) -> bool {
 }
 
 fn setting_error(error: SettingError) -> datafusion::error::DataFusionError {
-    datafusion::error::DataFusionError::External(Box::new(crate::errors::GatewayError::from(error)))
+    datafusion::error::DataFusionError::External(Box::new(crate::error::SqlError::from(error)))
 }
 
 fn session_functions(session: &Arc<SessionInfo>) -> Vec<SessionFunction> {
@@ -782,7 +791,7 @@ fn no_transaction_id(name: &'static str) -> SessionFunction {
                     Vec::<i64>::new(),
                 ))));
             }
-            let refused = crate::errors::GatewayError::ReadOnly(format!("{name}()"));
+            let refused = crate::error::SqlError::ReadOnly(format!("{name}()"));
             Err(datafusion::error::DataFusionError::External(Box::new(
                 refused,
             )))

@@ -11,6 +11,7 @@ mod functions;
 mod information_schema;
 mod pg_catalog;
 mod system_columns;
+mod system_table;
 
 use std::sync::{Arc, RwLock};
 
@@ -33,7 +34,9 @@ use pg_catalog::{
     time_zones, with_aggregate_oids, with_typed_arrays,
 };
 
-pub use information_schema::sql_type_name;
+pub use functions::if_found_udf;
+pub use information_schema::{pg_type_name, sql_type_name};
+pub use system_table::SystemTable;
 
 /// The schema DataFusion resolves unqualified table names in. It is not listed: it stands for
 /// the schemas of `search_path`, searched in order.

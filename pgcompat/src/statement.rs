@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::ast::{
     UnaryOperator, Value,
 };
 
-use crate::errors::GatewayError;
+use crate::error::SqlError;
 
 /// The parameters `SHOW` names in several words.
 const MULTI_WORD_PARAMETERS: &[&str] = &[
@@ -54,7 +54,7 @@ pub enum Command {
 
 impl Command {
     /// Classifies `statement`, refusing writes with 25006.
-    pub fn classify(statement: Statement) -> Result<Self, GatewayError> {
+    pub fn classify(statement: Statement) -> Result<Self, SqlError> {
         Ok(match statement {
             Statement::Query(_) | Statement::ExplainTable { .. } => {
                 Self::Query(Box::new(statement))
@@ -67,9 +67,7 @@ impl Command {
                 if let Self::Query(_) = Self::classify((**inner).clone())? {
                     Self::Query(Box::new(statement))
                 } else {
-                    return Err(GatewayError::unsupported(
-                        "EXPLAIN of a non-query statement",
-                    ));
+                    return Err(SqlError::unsupported("EXPLAIN of a non-query statement"));
                 }
             }
             Statement::Set(set) => Self::set(set)?,
@@ -107,14 +105,14 @@ impl Command {
             Statement::Deallocate { .. } => Self::Accepted("DEALLOCATE"),
             Statement::Close { .. } => Self::Accepted("CLOSE CURSOR"),
             Statement::Copy { to: true, .. } => {
-                return Err(GatewayError::unsupported(
+                return Err(SqlError::unsupported(
                     "COPY ... TO (use SELECT, or psql's \\copy)",
                 ));
             }
             Statement::Declare { .. } | Statement::Fetch { .. } => {
-                return Err(GatewayError::unsupported("cursors (DECLARE, FETCH)"));
+                return Err(SqlError::unsupported("cursors (DECLARE, FETCH)"));
             }
-            other => return Err(GatewayError::ReadOnly(command_name(&other))),
+            other => return Err(SqlError::ReadOnly(command_name(&other))),
         })
     }
 
@@ -133,7 +131,7 @@ impl Command {
         }
     }
 
-    fn set(set: Set) -> Result<Self, GatewayError> {
+    fn set(set: Set) -> Result<Self, SqlError> {
         Ok(match set {
             Set::SingleAssignment {
                 scope,
@@ -175,30 +173,26 @@ impl Command {
                 Self::Accepted("SET")
             }
             Set::SetSessionAuthorization(_) | Set::SetRole { .. } => {
-                return Err(GatewayError::unsupported(
+                return Err(SqlError::unsupported(
                     "SET ROLE and SET SESSION AUTHORIZATION",
                 ));
             }
             other => {
-                return Err(GatewayError::unsupported(format!(
-                    "this form of SET: {other}"
-                )));
+                return Err(SqlError::unsupported(format!("this form of SET: {other}")));
             }
         })
     }
 }
 
 /// A transaction may be declared read only; read write is refused (25006).
-fn read_only(modes: &[TransactionMode]) -> Result<(), GatewayError> {
+fn read_only(modes: &[TransactionMode]) -> Result<(), SqlError> {
     if modes.iter().any(|m| {
         matches!(
             m,
             TransactionMode::AccessMode(TransactionAccessMode::ReadWrite)
         )
     }) {
-        return Err(GatewayError::ReadOnly(
-            "a READ WRITE transaction".to_owned(),
-        ));
+        return Err(SqlError::ReadOnly("a READ WRITE transaction".to_owned()));
     }
     Ok(())
 }
