@@ -5,15 +5,18 @@
 //! - **Syntax rules** ([`syntax::RULES`]) rewrite the statement before it is planned, one
 //!   expression at a time: forms of PostgreSQL's grammar that DataFusion lacks, each with a
 //!   form it has. They read nothing but the statement.
-//! - **Plan rules** ([`CatalogSubqueries`]) rewrite the resolved plan, as a DataFusion analyzer
-//!   rule: scalar subqueries over the system catalogs that DataFusion cannot decorrelate as
-//!   written. They know a catalog table by the provider a scan reads and a correlation by
-//!   DataFusion's outer references, not by names.
+//! - **Plan rules** rewrite the resolved plan, as DataFusion analyzer rules:
+//!   [`CatalogSubqueries`] reshapes scalar subqueries over the system catalogs that DataFusion
+//!   cannot decorrelate as written, knowing a catalog table by the provider a scan reads and a
+//!   correlation by DataFusion's outer references, not by names; then
+//!   [`DistinctCorrelationNames`] renames the same-named columns of a correlated condition,
+//!   which DataFusion's decorrelation would otherwise take for one.
 //!
 //! Every rule has a name, the reason it exists (the form, who writes it, why DataFusion needs
 //! another), and its own table of cases in the tests.
 
 mod catalog_subqueries;
+mod correlation_names;
 mod syntax;
 
 use std::ops::ControlFlow;
@@ -27,6 +30,7 @@ use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::sql::sqlparser::ast::{Expr, Statement, VisitMut, visit_expressions_mut};
 
 pub use catalog_subqueries::CatalogSubqueries;
+pub use correlation_names::DistinctCorrelationNames;
 pub use syntax::{RULES, backslash_escaped};
 
 /// `pg_if_found(found, value)`: `value` where `found` is true, else NULL (a CASE DataFusion
@@ -72,8 +76,8 @@ pub fn rewrite(statement: &mut Statement) {
     });
 }
 
-/// `builder` with the plan rules among its analyzer rules, before type coercion, which then
-/// types what they make as it types what a client writes.
+/// `builder` with the plan rules among its analyzer rules, in order, before type coercion,
+/// which then types what they make as it types what a client writes.
 pub fn with_plan_rules(mut builder: SessionStateBuilder) -> SessionStateBuilder {
     let rules = builder
         .analyzer_rules()
@@ -82,6 +86,7 @@ pub fn with_plan_rules(mut builder: SessionStateBuilder) -> SessionStateBuilder 
         .iter()
         .position(|rule| rule.name() == TypeCoercion::new().name())
         .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(DistinctCorrelationNames));
     rules.insert(at, Arc::new(CatalogSubqueries::default()));
     builder
 }

@@ -381,3 +381,42 @@ async fn subqueries_over_sources_are_left_to_datafusion() {
         Ok(vec!["1|1".to_owned(), "2|1".to_owned()])
     );
 }
+
+#[tokio::test]
+async fn correlated_columns_of_one_name_stay_apart() {
+    let ctx = session();
+    // (query, PostgreSQL's answer)
+    let cases = [
+        (
+            "SELECT o.k, (SELECT count(*) FROM public.t x, public.t y WHERE x.k = o.k AND y.k = o.k) \
+             FROM public.t o ORDER BY o.k"
+                .to_owned(),
+            vec!["1|1", "2|1"],
+        ),
+        (
+            "SELECT o.k, (SELECT count(*) FROM public.t x, public.t y WHERE x.k = o.k AND y.k = \
+             3 - o.k) FROM public.t o ORDER BY o.k"
+                .to_owned(),
+            vec!["1|1", "2|1"],
+        ),
+        (
+            "SELECT o.k FROM public.t o WHERE EXISTS (SELECT 1 FROM public.t x, public.t y WHERE \
+             x.k = o.k AND y.k = 3 - o.k AND y.v = 'b') ORDER BY o.k"
+                .to_owned(),
+            vec!["1"],
+        ),
+        // A guarded lookup whose condition's lookup joins its FROM: two `oid`s.
+        (
+            format!(
+                "SELECT a.attname, CASE WHEN (SELECT t.typname FROM pg_catalog.pg_type t WHERE \
+                 t.oid = a.atttypid) = 'text' THEN (SELECT n.nspname FROM pg_catalog.pg_namespace \
+                 n WHERE n.oid = c.relnamespace) END {ATTRIBUTES}"
+            ),
+            vec!["k|", "v|public"],
+        ),
+    ];
+    for (sql, expected) in cases {
+        let expected: Vec<String> = expected.into_iter().map(str::to_owned).collect();
+        assert_eq!(answer(&ctx, &sql).await, Ok(expected), "{sql}");
+    }
+}
