@@ -31,6 +31,8 @@ mod decode;
 mod filter;
 mod fulltext;
 mod options;
+mod order;
+mod query;
 mod remote;
 mod scan;
 mod schema;

@@ -14,7 +14,6 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalSortExpr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use polygate_connector_core::prefetch::{Prefetched, open_detached};
 use polygate_connector_core::remote_scan::{RemoteRelation, RemoteScan, RemoteScanExec};
@@ -26,8 +25,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::decode::RecordDecoder;
-use crate::filter::{FieldPath, filter, safe_name};
+use crate::filter::filter;
 use crate::fulltext::has_full_text;
+use crate::order::sort_for;
+use crate::query::{Column, Mode, Search};
 use crate::remote::{Flavour, Remote, path_segment};
 use crate::schema::{Field, METADATA_COLUMNS};
 
@@ -207,124 +208,6 @@ impl RemoteRelation for IndexTable {
     }
 }
 
-/// One column of a scan's output.
-#[derive(Debug, Clone)]
-enum Column {
-    Id,
-    Index,
-    Score,
-    Field(Field),
-}
-
-/// What a scan asks of the cluster.
-#[derive(Debug, Clone)]
-struct Search {
-    /// Queries that select documents without scoring them (filter context).
-    filters: Vec<Value>,
-    /// Full-text queries: they select documents and score them (query context).
-    relevance: Vec<Value>,
-    /// Sort clauses, most significant first; none reads in index order.
-    sort: Vec<Value>,
-    columns: Vec<Column>,
-    limit: Option<usize>,
-}
-
-/// How a scan's requests page through the hits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// A limit within one page: one request, no search context.
-    OneRequest,
-    /// A point in time, paged by `search_after`.
-    PointInTime,
-    /// A scroll.
-    Scroll,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(match self {
-            Mode::OneRequest => "one request",
-            Mode::PointInTime => "point in time",
-            Mode::Scroll => "scroll",
-        })
-    }
-}
-
-impl Search {
-    /// The query: the filters in filter context, the full-text queries in query context.
-    fn query(&self) -> Option<Value> {
-        match (self.filters.as_slice(), self.relevance.as_slice()) {
-            ([], []) => None,
-            ([only], []) => Some(only.clone()),
-            (filters, relevance) => {
-                let mut clauses = Map::new();
-                if !relevance.is_empty() {
-                    clauses.insert("must".into(), Value::from(relevance.to_vec()));
-                }
-                if !filters.is_empty() {
-                    clauses.insert("filter".into(), Value::from(filters.to_vec()));
-                }
-                Some(json!({ "bool": clauses }))
-            }
-        }
-    }
-
-    /// Whether the hits carry a relevance score the scan reads.
-    fn scores(&self) -> bool {
-        !self.relevance.is_empty() && self.columns.iter().any(|c| matches!(c, Column::Score))
-    }
-
-    /// `_source` filtering: the top-level fields the columns read, or `false` for none.
-    fn source(&self) -> Value {
-        let mut includes: Vec<&str> = self
-            .columns
-            .iter()
-            .filter_map(|c| match c {
-                Column::Field(field) => Some(field.name.as_str()),
-                _ => None,
-            })
-            .collect();
-        if includes.is_empty() {
-            return Value::Bool(false);
-        }
-        includes.sort_unstable();
-        // Each name is also given with `.*`: `_source` may hold an object's fields under
-        // dotted keys (`"a.b": 1`), which a plain `a` does not include.
-        let patterns: Vec<String> = includes
-            .iter()
-            .flat_map(|name| [(*name).to_owned(), format!("{name}.*")])
-            .collect();
-        json!({ "includes": patterns })
-    }
-
-    /// The body of the first request in `mode`: query, `_source`, size and sort.
-    fn body(&self, mode: Mode, size: usize) -> Map<String, Value> {
-        let mut body = Map::new();
-        if let Some(query) = self.query() {
-            body.insert("query".into(), query);
-        }
-        body.insert("_source".into(), self.source());
-        body.insert("size".into(), Value::from(size));
-        let mut sort = self.sort.clone();
-        match mode {
-            // Every hit's place in the point in time: the tie-breaker `search_after` needs.
-            Mode::PointInTime => sort.push(json!({ "_shard_doc": "asc" })),
-            Mode::OneRequest | Mode::Scroll if sort.is_empty() => sort.push(json!("_doc")),
-            Mode::OneRequest | Mode::Scroll => {}
-        }
-        body.insert("sort".into(), Value::from(sort));
-        if self.scores() {
-            // Hits sorted by anything but `_score` are not scored unless asked.
-            body.insert("track_scores".into(), Value::Bool(true));
-        }
-        // Counting every hit costs the cluster work no page needs (scrolls must count).
-        if mode != Mode::Scroll {
-            body.insert("track_total_hits".into(), Value::Bool(false));
-        }
-        body
-    }
-}
-
 /// How a scan's hits are split and ordered.
 #[derive(Debug, Clone)]
 struct Layout {
@@ -367,46 +250,6 @@ impl IndexSearch {
             _ if self.layout.point_in_time => Mode::PointInTime,
             _ => Mode::Scroll,
         }
-    }
-
-    /// The sort clauses for `order`, when the cluster orders the hits exactly as DataFusion
-    /// would: by single-valued fields whose every value is indexed unchanged (keywords,
-    /// integers, doubles, dates, booleans, text by its plain keyword sub-field), with NULLs first or
-    /// last as asked, or by relevance.
-    fn sort_for(&self, order: &[PhysicalSortExpr]) -> Option<Vec<Value>> {
-        let mut sort = Vec::with_capacity(order.len());
-        for key in order {
-            let column = key.expr.downcast_ref::<PhysicalColumn>()?;
-            let direction = if key.options.descending {
-                "desc"
-            } else {
-                "asc"
-            };
-            match self.search.columns.get(column.index())? {
-                // Every hit of a search with a full-text query has a score.
-                Column::Score if !self.search.relevance.is_empty() => {
-                    sort.push(json!({ "_score": { "order": direction } }));
-                }
-                Column::Field(field) => {
-                    let path = FieldPath {
-                        dotted: field.name.clone(),
-                        field: field.clone(),
-                    };
-                    if !safe_name(&field.name) {
-                        return None;
-                    }
-                    let target = path.sort_path()?;
-                    let missing = if key.options.nulls_first {
-                        "_first"
-                    } else {
-                        "_last"
-                    };
-                    sort.push(json!({ target: { "order": direction, "missing": missing } }));
-                }
-                _ => return None,
-            }
-        }
-        Some(sort)
     }
 }
 
@@ -459,9 +302,9 @@ impl RemoteScan for IndexSearch {
         }))
     }
 
-    /// When the cluster sorts exactly as DataFusion (see [`IndexSearch::sort_for`]).
+    /// When the cluster sorts exactly as DataFusion (see [`sort_for`]).
     fn with_sort(&self, order: &[PhysicalSortExpr]) -> Option<Self> {
-        let sort = self.sort_for(order)?;
+        let sort = sort_for(&self.search, order)?;
         Some(self.with_search(Search {
             sort,
             ..self.search.clone()

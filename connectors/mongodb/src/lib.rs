@@ -12,7 +12,7 @@ mod decode;
 mod filter;
 mod options;
 mod order;
-mod pipeline;
+mod query;
 mod remote;
 mod scan;
 mod schema;

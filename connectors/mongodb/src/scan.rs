@@ -30,7 +30,7 @@ use polygate_connector_core::{ConnectorError, SourceError, SourceSettings, Table
 use crate::decode::{RecordDecoder, extended_json};
 use crate::filter::{filter, safe_name};
 use crate::order::{SortKey, is_flag, sort_stage};
-use crate::pipeline::Pipeline;
+use crate::query::Pipeline;
 use crate::remote::Remote;
 use crate::schema::CollectionSchema;
 use crate::types::FieldType;

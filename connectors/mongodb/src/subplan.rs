@@ -33,7 +33,7 @@ use polygate_connector_core::{SourceSettings, TableRef};
 
 use crate::filter::{FieldPath, Fields, filter, safe_name};
 use crate::order::{SortKey, sort_stage};
-use crate::pipeline::Pipeline;
+use crate::query::Pipeline;
 use crate::remote::Remote;
 use crate::scan::{MongoScan, MongoScanExec, MongoTable, Reading};
 use crate::types::FieldType;

@@ -14,7 +14,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use polygate_connector_core::ConnectorError;
 use tokio_postgres::Row;
 
-use crate::types::{ColumnBuilder, PgColumn, RawValue};
+use crate::schema::{ColumnBuilder, PgColumn, RawValue};
 
 /// The most value bytes one batch holds before it is cut, whatever its row count. Arrow's
 /// strings and binaries address their values with 32-bit offsets, so 8,192 values of 300 KB

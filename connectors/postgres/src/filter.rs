@@ -28,7 +28,7 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Like, Operator};
 use polygate_connector_core::depth::within_pushdown_depth;
 use tokio_postgres::types::ToSql;
 
-use crate::types::PgColumn;
+use crate::schema::PgColumn;
 
 /// A value bound to a `$n` parameter.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,11 +9,12 @@ mod decode;
 mod filter;
 mod options;
 mod order;
+mod query;
 mod remote;
 mod scan;
+mod schema;
 mod subplan;
 mod tls;
-mod types;
 
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ pub use tls::TlsMode;
 
 use remote::{MAX_POOL_SIZE, POOL_WAIT, Remote, query_error};
 use scan::{PostgresTable, RelationSize};
-use types::PgColumn;
+use schema::PgColumn;
 
 /// Builds [`PostgresConnector`]s from `kind = "postgres"` sources.
 pub struct PostgresConnectorFactory;

@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::physical_expr::PhysicalSortExpr;
 use datafusion::physical_expr::expressions::Column;
 
-use crate::types::PgColumn;
+use crate::schema::PgColumn;
 
 /// The ORDER BY clause (without the keywords) for `order` over the scan's `columns`, or
 /// `None` when PostgreSQL cannot produce exactly that order.

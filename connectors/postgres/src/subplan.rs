@@ -42,7 +42,7 @@ use crate::filter::{FilterSql, Param};
 use crate::order::order_term;
 use crate::remote::Remote;
 use crate::scan::{PostgresScan, PostgresScanExec, PostgresTable};
-use crate::types::{PgColumn, quote_ident};
+use crate::schema::{PgColumn, quote_ident};
 
 impl SubPlanSource for Remote {
     fn settings(&self) -> &SourceSettings {
