@@ -289,7 +289,8 @@ _pgb_start_pg() {
     port=$(_pgb_free_port) || return 1
     # Durability is pointless for a cluster deleted after the run; turning it off makes
     # the many CREATE/DROP DATABASE of the tests much cheaper. Tests run in parallel, each
-    # with its own connections, hence more than the default 100.
+    # with its own connections, hence more than the default 100. Logical decoding is on, as a
+    # cache's change feed needs it.
     cat >>"$data/postgresql.conf" <<EOF
 
 # polygate test cluster
@@ -300,6 +301,10 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 max_connections = 200
+# Caches follow tables through logical replication (pgoutput), each on a polygate_* slot.
+wal_level = logical
+max_replication_slots = 32
+max_wal_senders = 32
 EOF
 
     _pgb_record pg "$data" "$bindir" "$_PGB_PG_OWNER"
