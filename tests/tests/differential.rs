@@ -1,5 +1,6 @@
-//! Randomized differential tests: generated filters, aggregates, TopN and cross-store joins run
-//! on PostgreSQL itself (the reference) and through each connector, with pushdown on and off.
+//! Randomized differential tests: generated filters, aggregates, TopN, cross-store joins and
+//! correlated subqueries run on PostgreSQL itself (the reference) and through each connector,
+//! with pushdown on and off.
 //! Every answer must be PostgreSQL's.
 //!
 //! One table, `diff.t`, holds NULLs in every column but `id`, strings that differ by case,
@@ -155,7 +156,7 @@ fn queries(random: &mut Random, count: usize) -> Vec<Query> {
     (0..count)
         .map(|n| {
             let filter = predicate(random, "", 3);
-            match n % 4 {
+            match n % 5 {
                 0 | 1 => Query {
                     sql: format!("SELECT id FROM {{t}} WHERE {filter}"),
                     ordered: false,
@@ -172,6 +173,23 @@ fn queries(random: &mut Random, count: usize) -> Vec<Query> {
                         "SELECT a.id, p.id FROM {{t}} AS a JOIN {{pg}} AS p ON a.i = p.n \
                          WHERE {}",
                         predicate(random, "a.", 2)
+                    ),
+                    ordered: false,
+                },
+                // Correlated subqueries over two tables, correlated on columns of one name.
+                4 if random.chance(50) => Query {
+                    sql: format!(
+                        "SELECT a.id, (SELECT count(*) FROM {{t}} AS x, {{pg}} AS y \
+                         WHERE x.i = a.i AND y.i = a.n) FROM {{t}} AS a WHERE {}",
+                        predicate(random, "a.", 2)
+                    ),
+                    ordered: false,
+                },
+                4 => Query {
+                    sql: format!(
+                        "SELECT a.id FROM {{t}} AS a WHERE EXISTS (SELECT 1 FROM {{t}} AS x, \
+                         {{pg}} AS y WHERE x.n = a.i AND y.n = a.n AND {})",
+                        predicate(random, "x.", 2)
                     ),
                     ordered: false,
                 },
