@@ -105,6 +105,8 @@ pub fn register(ctx: &SessionContext, static_tables: &StaticTables, session: Arc
                     (Some(pattern), Some(&[escape])) => {
                         out.append_value(crate::rewrite::backslash_escaped(pattern, escape))
                     }
+                    // `ESCAPE ''`: no escape character, every backslash an ordinary one.
+                    (Some(pattern), Some(&[])) => out.append_value(pattern.replace('\\', "\\\\")),
                     (Some(_), Some(_)) => {
                         return exec_err!("invalid escape string: it must be one character");
                     }

@@ -13,7 +13,7 @@
 //!
 //! | rule | PostgreSQL form | reshaped as |
 //! |---|---|---|
-//! | `guarded_lookup` | `CASE WHEN c THEN (lookup) [ELSE NULL] END` | the lookup filtered by `c` (lookups in `c` join its FROM) |
+//! | `guarded_lookup` | `CASE WHEN c THEN (lookup) [ELSE NULL] END`, `c` not TRUE where a lookup of its own finds nothing | the lookup filtered by `c` (lookups in `c` join its FROM) |
 //! | `fold_outer_conditions` | a condition on the enclosing row alone; a comparison of inner and outer values other than `=` | folded into an `inner = outer` condition |
 //! | `aggregate_lookup` | a lookup of one value | `first_value` of it |
 //! | `lift_outer_columns` | a lookup whose value reads the enclosing row | the value computed outside, each inner column looked up on its own |
@@ -244,7 +244,7 @@ fn guarded_lookup(expr: Expr, outer: &DFSchemaRef) -> Transformed<Expr> {
 }
 
 fn guard(lookup: Lookup, condition: &Expr, outer: &DFSchemaRef) -> Option<Expr> {
-    if condition.contains_outer() {
+    if condition.contains_outer() || !not_true_without(condition) {
         return None;
     }
     let mut from = LogicalPlanBuilder::from(lookup.from);
@@ -299,6 +299,56 @@ fn guard(lookup: Lookup, condition: &Expr, outer: &DFSchemaRef) -> Option<Expr> 
         .build()
         .ok()?;
     Some(scalar_subquery(plan))
+}
+
+/// Is `condition` short of TRUE whenever a subquery in it is NULL? Only then may a lookup
+/// that finds no row (NULL) become a join that leaves no row: `(lookup) = 'x' AND p` yes,
+/// `(lookup) IS NULL` or `(lookup) = 'x' OR p` no.
+fn not_true_without(condition: &Expr) -> bool {
+    match condition {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => not_true_without(left) && not_true_without(right),
+        other => null_without(other),
+    }
+}
+
+/// Is `expr` NULL whenever a subquery in it is NULL (comparisons, arithmetic, casts, negation
+/// over the subqueries), or free of subqueries?
+fn null_without(expr: &Expr) -> bool {
+    match expr {
+        Expr::ScalarSubquery(_) => true,
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op:
+                Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::Plus
+                | Operator::Minus
+                | Operator::Multiply
+                | Operator::Divide
+                | Operator::Modulo
+                | Operator::StringConcat,
+            right,
+        }) => null_without(left) && null_without(right),
+        Expr::Not(inner) | Expr::Negative(inner) => null_without(inner),
+        Expr::Cast(cast) => null_without(&cast.expr),
+        Expr::TryCast(cast) => null_without(&cast.expr),
+        other => !other
+            .exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+                ))
+            })
+            .unwrap_or(true),
+    }
 }
 
 /// Rewrites the conditions of a lookup so that DataFusion can decorrelate them.

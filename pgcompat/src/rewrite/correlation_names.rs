@@ -38,7 +38,8 @@ impl AnalyzerRule for DistinctCorrelationNames {
 const PREFIX: &str = "__pg_correlated_";
 
 /// A filter whose correlated conditions read same-named inner columns, over a projection that
-/// names each of those columns anew; the filter's conditions read the new names.
+/// names each of those columns anew, under one that gives back the filter's columns; the
+/// filter's conditions read the new names.
 fn distinct_names(node: LogicalPlan, renamed: &mut usize) -> Result<Transformed<LogicalPlan>> {
     let LogicalPlan::Filter(filter) = &node else {
         return Ok(Transformed::no(node));
@@ -97,9 +98,18 @@ fn distinct_names(node: LogicalPlan, renamed: &mut usize) -> Result<Transformed<
     let Some(predicate) = conjunction(conjuncts) else {
         return Ok(Transformed::no(node));
     };
+    // The plan above sees the columns it saw: DataFusion's decorrelation adds the renamed
+    // ones to this projection itself when it pulls the conditions up through it.
+    let columns: Vec<Expr> = input
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
     let plan = LogicalPlanBuilder::from(input.clone())
         .project(exprs)?
         .filter(predicate)?
+        .project(columns)?
         .build()?;
     Ok(Transformed::yes(plan))
 }

@@ -193,13 +193,17 @@ fn regclass_of_text(expr: &Expr) -> Option<Expr> {
     if type_name.trim_start_matches("pg_catalog.") != "regclass" || !is_text_valued(operand) {
         return None;
     }
-    // `pg_arg0` is the name; the template is a constant, the name is spliced in as a tree.
+    // `pg_arg0` is the name; the template is a constant, the name is spliced in as a tree. The
+    // lookup reads a derived table whose columns no query names, so that every column of the
+    // name (`relname`, `c.relname`) still refers to the enclosing query.
     template(
-        "(SELECT first_value(c.oid) FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid \
-         WHERE n.nspname = CASE WHEN array_length(parse_ident(pg_arg0), 1) = 2 \
+        "(SELECT first_value(pg_regclass.pg_oid) FROM (SELECT c.oid AS pg_oid, \
+         c.relname AS pg_relname, n.nspname AS pg_nspname FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid) AS pg_regclass \
+         WHERE pg_regclass.pg_nspname = CASE WHEN array_length(parse_ident(pg_arg0), 1) = 2 \
          THEN parse_ident(pg_arg0)[1] ELSE current_schema() END \
-         AND c.relname = parse_ident(pg_arg0)[CAST(array_length(parse_ident(pg_arg0), 1) AS BIGINT)])",
+         AND pg_regclass.pg_relname = \
+         parse_ident(pg_arg0)[CAST(array_length(parse_ident(pg_arg0), 1) AS BIGINT)])",
         &[operand],
     )
 }

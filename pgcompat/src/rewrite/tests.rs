@@ -77,7 +77,7 @@ fn regclass_of_text() {
     let cases = [
         (
             "SELECT col_description(CAST(CAST(FORMAT('%I.%I', t.s, t.n) AS REGCLASS) AS OID), 1), CAST(a.attrelid AS REGCLASS) FROM t, pg_attribute a",
-            "SELECT col_description(CAST((SELECT first_value(c.oid) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid WHERE n.nspname = CASE WHEN array_length(parse_ident(FORMAT('%I.%I', t.s, t.n)), 1) = 2 THEN parse_ident(FORMAT('%I.%I', t.s, t.n))[1] ELSE current_schema() END AND c.relname = parse_ident(FORMAT('%I.%I', t.s, t.n))[CAST(array_length(parse_ident(FORMAT('%I.%I', t.s, t.n)), 1) AS BIGINT)]) AS OID), 1), CAST(a.attrelid AS REGCLASS) FROM t, pg_attribute a",
+            "SELECT col_description(CAST((SELECT first_value(pg_regclass.pg_oid) FROM (SELECT c.oid AS pg_oid, c.relname AS pg_relname, n.nspname AS pg_nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid) AS pg_regclass WHERE pg_regclass.pg_nspname = CASE WHEN array_length(parse_ident(FORMAT('%I.%I', t.s, t.n)), 1) = 2 THEN parse_ident(FORMAT('%I.%I', t.s, t.n))[1] ELSE current_schema() END AND pg_regclass.pg_relname = parse_ident(FORMAT('%I.%I', t.s, t.n))[CAST(array_length(parse_ident(FORMAT('%I.%I', t.s, t.n)), 1) AS BIGINT)]) AS OID), 1), CAST(a.attrelid AS REGCLASS) FROM t, pg_attribute a",
         ),
         // An oid to a name is the other way round; a literal is the library's.
         (
@@ -195,7 +195,8 @@ fn expand_array_and_field_selection() {
 }
 
 /// A bare DataFusion session with PostgreSQL's catalogs, the plan rules, and one source
-/// schema `public` holding `t(k int4 NOT NULL, v text)` with rows (1, 'a') and (2, 'b').
+/// schema `public` holding `t(k int4 NOT NULL, v text)` with rows (1, 'a') and (2, 'b'), and
+/// `u`, of the same columns, empty.
 fn session() -> SessionContext {
     let config = SessionConfig::new()
         .with_create_default_catalog_and_schema(false)
@@ -217,11 +218,15 @@ fn session() -> SessionContext {
     )
     .expect("a batch");
     let public = MemorySchemaProvider::new();
+    let empty = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).expect("a table");
     public
         .register_table(
             "t".to_owned(),
             Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("a table")),
         )
+        .expect("registers");
+    public
+        .register_table("u".to_owned(), Arc::new(empty))
         .expect("registers");
     let sources = MemoryCatalogProvider::new();
     sources
@@ -332,6 +337,14 @@ async fn catalog_lookups_are_reshaped_and_answer_as_postgresql() {
             vec!["k|int4", "v|text"],
         ),
         (
+            "guarded_lookup refused: a condition TRUE where its lookup finds no row",
+            "a.attname, CASE WHEN (SELECT d.adbin FROM pg_catalog.pg_attrdef d WHERE \
+             d.adrelid = a.attrelid AND d.adnum = a.attnum) IS NULL THEN (SELECT t.typname \
+             FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) END",
+            "first_value(t.typname)",
+            vec!["k|int4", "v|text"],
+        ),
+        (
             "lift_outer_columns",
             "a.attname, (SELECT a.attname || ':' || t.typname FROM pg_catalog.pg_type t WHERE \
              t.oid = a.atttypid)",
@@ -353,6 +366,29 @@ async fn catalog_lookups_are_reshaped_and_answer_as_postgresql() {
         let expected: Vec<String> = expected.into_iter().map(str::to_owned).collect();
         assert_eq!(answer(&ctx, &sql).await, Ok(expected), "{rule}");
     }
+}
+
+#[tokio::test]
+async fn a_computed_regclass_reads_the_enclosing_row() {
+    let ctx = session();
+    // The name's columns are the enclosing query's, whatever the lookup's own tables are.
+    let sql = "SELECT c.relname, CAST(CAST(c.relname AS text) AS regclass)::oid = c.oid AS a, \
+               CAST(relname || '' AS regclass)::oid = c.oid AS b FROM pg_catalog.pg_class c \
+               WHERE c.relname IN ('t', 'u') ORDER BY c.relname";
+    assert_eq!(
+        answer(&ctx, sql).await,
+        Ok(vec!["t|true|true".to_owned(), "u|true|true".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn like_escape_accepts_no_escape_character() {
+    let ctx = session();
+    let sql = "SELECT 'a\\b' LIKE 'a\\b' ESCAPE '', 'a%' LIKE 'a/%' ESCAPE '/', 'ab' LIKE 'a/%' ESCAPE '/'";
+    assert_eq!(
+        answer(&ctx, sql).await,
+        Ok(vec!["true|true|false".to_owned()])
+    );
 }
 
 #[tokio::test]
