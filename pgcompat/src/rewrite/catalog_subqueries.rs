@@ -340,14 +340,7 @@ fn null_without(expr: &Expr) -> bool {
         Expr::Not(inner) | Expr::Negative(inner) => null_without(inner),
         Expr::Cast(cast) => null_without(&cast.expr),
         Expr::TryCast(cast) => null_without(&cast.expr),
-        other => !other
-            .exists(|e| {
-                Ok(matches!(
-                    e,
-                    Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
-                ))
-            })
-            .unwrap_or(true),
+        other => !other.exists(|e| Ok(is_subquery(e))).unwrap_or(true),
     }
 }
 
@@ -444,10 +437,7 @@ impl Side {
             match e {
                 Expr::Column(_) => inner = true,
                 Expr::OuterReferenceColumn(..) => outer = true,
-                Expr::ScalarSubquery(_)
-                | Expr::Exists(_)
-                | Expr::InSubquery(_)
-                | Expr::SetComparison(_) => unknown = true,
+                e if is_subquery(e) => unknown = true,
                 _ => {}
             }
             Ok(TreeNodeRecursion::Continue)
@@ -494,6 +484,14 @@ fn has_subquery(node: &LogicalPlan) -> bool {
         })
     });
     found
+}
+
+/// Is `expr` a subquery of any kind (scalar, EXISTS, IN, ANY/ALL)?
+fn is_subquery(expr: &Expr) -> bool {
+    matches!(
+        expr,
+        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_)
+    )
 }
 
 fn scalar_subquery(plan: LogicalPlan) -> Expr {
